@@ -1,0 +1,1 @@
+"""Measurements of the encoders: throughput benchmarks against peer implementations."""

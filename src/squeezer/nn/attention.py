@@ -1,0 +1,104 @@
+"""Relative-position multi-head self-attention (Transformer-XL style) on SDPA.
+
+The score of query i for key j is
+
+    ((q_i + u) . k_j + (q_i + v) . p_{i-j}) / sqrt(d_head)
+
+with learnable per-head biases u, v and p_r a projected sinusoid of the relative distance r
+(Dai et al. 2019, as used by Conformer and Squeezeformer). The content term goes through
+`torch.nn.functional.scaled_dot_product_attention`; the position term and the key-padding
+mask enter it as one additive float mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from squeezer.config import EncoderConfig
+
+__all__ = ["RelPositionMultiHeadAttention", "relative_positional_encoding", "relative_shift"]
+
+
+def relative_positional_encoding(
+    length: int, d_model: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Sinusoids for relative distances T-1, T-2, ..., -(T-1): (2T - 1, D).
+
+    Row k encodes distance T - 1 - k; even channels are sines, odd channels cosines (NeMo's
+    and ESPnet's layout), so imported weights see the encoding they were trained with.
+    """
+    # float32 at least: half-precision angles would be off by whole radians at long distances.
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    positions = torch.arange(length - 1, -length, -1, device=device, dtype=compute)
+    inv_freq = torch.exp(
+        torch.arange(0, d_model, 2, device=device, dtype=compute) * (-math.log(10000.0) / d_model)
+    )
+    angles = positions.unsqueeze(1) * inv_freq  # (2T - 1, D / 2)
+    encoding = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (2T - 1, D / 2, 2)
+    return encoding.flatten(1).to(dtype)  # (2T - 1, D)
+
+
+def relative_shift(scores: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, 2T - 1) scores by distance -> (B, H, T, T) scores by key, without a copy.
+
+    Entry [i, j] of the result is entry [i, T - 1 - i + j] of the input: the column for
+    distance i - j. That is a strided view: rows step by 2T - 2, columns by 1.
+    """
+    B, H, T, _ = scores.size()
+    scores = scores.contiguous()
+    s_b, s_h, s_t, _ = scores.stride()
+    return scores.as_strided((B, H, T, T), (s_b, s_h, s_t - 1, 1), scores.storage_offset() + T - 1)
+
+
+class RelPositionMultiHeadAttention(nn.Module):
+    """Self-attention with relative positions and a key-padding mask.
+
+    Args:
+        config: uses d_model, num_heads, attention_dropout.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        D, H = config.d_model, config.num_heads
+        self.num_heads = H
+        self.head_dim = D // H
+        self.attention_dropout = config.attention_dropout
+        self.linear_q = nn.Linear(D, D)
+        self.linear_k = nn.Linear(D, D)
+        self.linear_v = nn.Linear(D, D)
+        self.linear_out = nn.Linear(D, D)
+        self.linear_pos = nn.Linear(D, D, bias=False)
+        # Zero-initialised content and position biases (u and v of Transformer-XL).
+        self.pos_bias_u = nn.Parameter(torch.zeros(H, self.head_dim))
+        self.pos_bias_v = nn.Parameter(torch.zeros(H, self.head_dim))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.size()
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
+
+    def forward(
+        self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """x (B, T, D), pos_emb (2T - 1, D), padding_mask (B, T) -> (B, T, D)."""
+        B, T, D = x.size()
+        q = self._heads(self.linear_q(x))  # (B, H, T, dh)
+        k = self._heads(self.linear_k(x))
+        v = self._heads(self.linear_v(x))
+        p = self.linear_pos(pos_emb).view(-1, self.num_heads, self.head_dim)  # (2T-1, H, dh)
+        p = p.permute(1, 2, 0)  # (H, dh, 2T - 1)
+
+        scale = 1.0 / math.sqrt(self.head_dim)
+        q_v = q + self.pos_bias_v.unsqueeze(1)  # (B, H, T, dh)
+        position_scores = relative_shift(torch.matmul(q_v * scale, p))  # (B, H, T, T)
+        key_mask = padding_mask[:, None, None, :]  # (B, 1, 1, T)
+        bias = position_scores.masked_fill(key_mask, float("-inf"))
+
+        q_u = q + self.pos_bias_u.unsqueeze(1)
+        dropout_p = self.attention_dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q_u, k, v, attn_mask=bias, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.linear_out(out)

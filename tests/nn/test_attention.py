@@ -1,0 +1,79 @@
+"""The SDPA relative-position attention against a direct float64 implementation of its formula."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from squeezer import EncoderConfig
+from squeezer.nn.attention import (
+    RelPositionMultiHeadAttention,
+    relative_positional_encoding,
+    relative_shift,
+)
+
+
+def sinusoid(distance: float, d_model: int) -> torch.Tensor:
+    """Channel 2c is sin(r / 10000^(2c/D)), channel 2c + 1 its cosine."""
+    out = torch.empty(d_model, dtype=torch.float64)
+    for c in range(d_model // 2):
+        angle = distance / 10000 ** (2 * c / d_model)
+        out[2 * c], out[2 * c + 1] = math.sin(angle), math.cos(angle)
+    return out
+
+
+def direct_attention(module, x, padding_mask):
+    """Scores ((q_i + u).k_j + (q_i + v).p_(i-j)) / sqrt(d), softmax over real keys, loops."""
+    B, T, D = x.shape
+    H, dh = module.num_heads, module.head_dim
+    q = module.linear_q(x).view(B, T, H, dh)
+    k = module.linear_k(x).view(B, T, H, dh)
+    v = module.linear_v(x).view(B, T, H, dh)
+    out = torch.zeros(B, T, H, dh, dtype=x.dtype)
+    for b in range(B):
+        for h in range(H):
+            for i in range(T):
+                scores = torch.full((T,), -math.inf, dtype=x.dtype)
+                for j in range(T):
+                    if padding_mask[b, j]:
+                        continue
+                    p = module.linear_pos(sinusoid(i - j, D)).view(H, dh)[h]
+                    content = (q[b, i, h] + module.pos_bias_u[h]) @ k[b, j, h]
+                    position = (q[b, i, h] + module.pos_bias_v[h]) @ p
+                    scores[j] = (content + position) / math.sqrt(dh)
+                out[b, i, h] = torch.softmax(scores, dim=0) @ v[b, :, h]
+    return module.linear_out(out.reshape(B, T, D))
+
+
+def test_relative_attention_matches_direct_float64_reference():
+    config = EncoderConfig(d_model=16, num_heads=2, attention_dropout=0.0)
+    module = RelPositionMultiHeadAttention(config).double().eval()
+    with torch.no_grad():
+        module.pos_bias_u.normal_()
+        module.pos_bias_v.normal_()
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    padding_mask = torch.zeros(2, 9, dtype=torch.bool)
+    padding_mask[1, 6:] = True
+    pos_emb = relative_positional_encoding(9, 16, x.device, x.dtype)
+    with torch.no_grad():
+        ours = module(x, pos_emb, padding_mask)
+        reference = direct_attention(module, x, padding_mask)
+    assert (ours - reference).abs().max() < 1e-10
+
+
+def test_positional_encoding_rows_are_distances_from_t_minus_1_down():
+    encoding = relative_positional_encoding(5, 8, torch.device("cpu"), torch.float64)
+    assert encoding.shape == (9, 8)
+    for row, distance in enumerate(range(4, -5, -1)):
+        torch.testing.assert_close(encoding[row], sinusoid(distance, 8), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_relative_shift_equals_the_pad_and_reshape_trick(T):
+    scores = torch.randn(2, 3, T, 2 * T - 1)
+    # Transformer-XL's shift: pad a zero column, fold, drop the first row.
+    padded = torch.nn.functional.pad(scores, (1, 0)).view(2, 3, 2 * T, T)
+    reference = padded[:, :, 1:].reshape(2, 3, T, 2 * T - 1)[..., :T]
+    assert torch.equal(relative_shift(scores), reference)
