@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,9 @@ def test_ablation_ladder_changes_one_switch_per_rung_in_paper_order():
         "simplified-layernorm",
         "depthwise-subsampling",
     ]
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_shipped_yaml_presets_equal_the_builtin_ones(name):
+    path = Path(__file__).parents[1] / "configs" / "encoders" / f"{name}.yaml"
+    assert EncoderConfig.from_yaml(path) == EncoderConfig.preset(name)

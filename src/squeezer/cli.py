@@ -1,2 +1,84 @@
-def main():
-    pass
+"""The `squeezer` command: thin argparse verbs that call the library.
+
+Only this module and the training loop talk to the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from squeezer import AsrModel, EncoderConfig, __version__, list_presets
+
+log = logging.getLogger("squeezer")
+
+Verb = Callable[[argparse.Namespace], int]
+
+
+def _presets(args: argparse.Namespace) -> int:
+    """Print the model zoo: sizes, U-Net indices and parameters with a CTC head."""
+    print(f"{'preset':<18} {'d_model':>7} {'blocks':>6} {'heads':>5} {'U-Net':>7} {'params':>9}")
+    for name in list_presets():
+        config = EncoderConfig.preset(name)
+        unet = f"{config.time_reduce_idx}-{config.time_recover_idx}" if config.uses_unet else "-"
+        model = AsrModel(config, vocab_size=args.vocab_size)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        print(
+            f"{name:<18} {config.d_model:>7} {config.num_layers:>6} {config.num_heads:>5} "
+            f"{unet:>7} {params:>8.2f}M"
+        )
+    if args.yaml:
+        print(f"\n# {args.yaml}\n" + yaml.safe_dump(EncoderConfig.preset(args.yaml).to_dict()))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Encoder throughput, ours beside the PyPI `squeezeformer` package."""
+    from squeezer.analysis.bench import format_markdown, run_benchmark
+
+    rows = run_benchmark(
+        args.presets, repeats=args.repeats, threads=args.threads, include_peer=not args.no_peer
+    )
+    command = "squeezer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "squeezer bench"
+    report = format_markdown(rows, command=command)
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+        log.info("wrote %s", args.out)
+    return 0
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
+    parser = argparse.ArgumentParser(prog="squeezer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    presets = verbs.add_parser("presets", help="list the model zoo with parameter counts")
+    presets.add_argument("--vocab-size", type=int, default=128, help="tokens without the blank")
+    presets.add_argument("--yaml", choices=list_presets(), help="also print one preset as YAML")
+
+    bench = verbs.add_parser("bench", help="encoder throughput against the PyPI peer")
+    bench.add_argument("--presets", nargs="+", default=["squeezeformer-xs", "squeezeformer-sm"])
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
+    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--no-peer", action="store_true", help="time squeezer only")
+    bench.add_argument("--out", type=Path, help="write the markdown report here")
+    return parser, {"presets": _presets, "bench": _bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser, verbs = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return verbs[args.verb](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"squeezer {args.verb}: error: {error}", file=sys.stderr)
+        return 2
