@@ -116,8 +116,8 @@ def test_glu_and_swish_conv_modules_differ_in_width():
 
 
 def test_generic_sequences_without_subsampling_keep_their_frame_rate():
-    config = EncoderConfig(input_dim=6, d_model=16, num_layers=2, num_heads=2, subsampling="none")
-    config = config.replace(time_reduce_idx=None, time_recover_idx=None)
+    sizes = dict(input_dim=6, d_model=16, num_layers=2, num_heads=2)
+    config = EncoderConfig(**sizes, subsampling="none", time_reduce_idx=None, time_recover_idx=None)
     encoder = SequenceEncoder(config).eval()
     out = encoder(torch.randn(3, 25, 6), torch.tensor([25, 3, 1]))
     assert out.features.shape == (3, 25, 16)

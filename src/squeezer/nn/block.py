@@ -18,6 +18,7 @@ from torch import nn
 from squeezer.config import EncoderConfig
 from squeezer.nn.attention import RelPositionMultiHeadAttention
 from squeezer.nn.convolution import ConvModule
+from squeezer.nn.dropout import Dropout
 from squeezer.nn.feedforward import FeedForward, ScaleBias
 
 __all__ = ["ConformerBlock", "SqueezeformerBlock", "build_block"]
@@ -34,7 +35,7 @@ class ConformerBlock(nn.Module):
         self.pre_conv, self.conv = nn.LayerNorm(D), ConvModule(config)
         self.pre_ff2, self.ff2 = nn.LayerNorm(D), FeedForward(config)
         self.post_block = nn.LayerNorm(D)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
@@ -75,7 +76,7 @@ class SqueezeformerBlock(nn.Module):
             FeedForward(config),
             nn.LayerNorm(D),
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor

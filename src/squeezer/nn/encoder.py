@@ -17,6 +17,7 @@ from torch import nn
 from squeezer.config import EncoderConfig
 from squeezer.nn.attention import relative_positional_encoding
 from squeezer.nn.block import build_block
+from squeezer.nn.dropout import Dropout
 from squeezer.nn.masks import lengths_to_padding_mask, zero_padded_frames
 from squeezer.nn.subsampling import Subsampling
 from squeezer.nn.unet import TimeRecovery, TimeReduction
@@ -43,7 +44,7 @@ class SequenceEncoder(nn.Module):
         self.config = config
         self.subsampling = Subsampling(config)
         self.xscale = math.sqrt(config.d_model) if config.xscaling else 1.0
-        self.input_dropout = nn.Dropout(config.dropout)
+        self.input_dropout = Dropout(config.dropout)
         # Post-LN blocks never normalise their first module's input: an LN in front does.
         self.input_norm = (
             nn.LayerNorm(config.d_model) if config.block_layout == "squeezeformer" else None

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from squeezer.config import EncoderConfig
+from squeezer.nn.dropout import Dropout
 
 __all__ = ["FeedForward", "ScaleBias"]
 
@@ -21,7 +22,7 @@ class FeedForward(nn.Module):
         hidden = config.ff_expansion * config.d_model
         self.linear1 = nn.Linear(config.d_model, hidden)
         self.activation = nn.SiLU()
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.linear2 = nn.Linear(hidden, config.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from squeezer.config import EncoderConfig
+from squeezer.nn.dropout import Dropout
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.masks import lengths_to_padding_mask
 
@@ -57,7 +58,7 @@ class PooledClassifier(nn.Module):
     def __init__(self, config: EncoderConfig, num_classes: int) -> None:
         super().__init__()
         self.encoder = SequenceEncoder(config)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.linear = nn.Linear(config.d_model, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
