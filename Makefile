@@ -28,7 +28,7 @@ demo: venv
 	@echo "make demo: not yet (the demo lands with issue #6)"
 
 bench: venv
-	$(PY) -m squeezer bench --out docs/benchmarks.md
+	$(PY) -m squeezer bench --rounds 3 --out docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -43,16 +43,39 @@ def _bench(args: argparse.Namespace) -> int:
     from squeezer.analysis.bench import format_markdown, run_benchmark
 
     rows = run_benchmark(
-        args.presets, repeats=args.repeats, threads=args.threads, include_peer=not args.no_peer
+        args.presets,
+        repeats=args.repeats,
+        threads=args.threads,
+        include_peer=not args.no_peer,
+        rounds=args.rounds,
     )
     command = "squeezer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "squeezer bench"
     report = format_markdown(rows, command=command)
     print(report)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
-        log.info("wrote %s", args.out)
+        write_report_section(args.out, "encoder-throughput", report)
+        log.info("wrote the encoder-throughput section of %s", args.out)
     return 0
+
+
+def write_report_section(path: Path, name: str, text: str) -> None:
+    """Replace (or append) the section `name` of a markdown report, leaving the others alone.
+
+    Several commands share docs/benchmarks.md; each owns the text between its two markers.
+    The file is replaced atomically, so an interrupted run never leaves half a report.
+    """
+    start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if start in old and end in old:
+        before, rest = old.split(start, 1)
+        new = before + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(new)
+    temporary.replace(path)
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
@@ -67,6 +90,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     bench = verbs.add_parser("bench", help="encoder throughput against the PyPI peer")
     bench.add_argument("--presets", nargs="+", default=["squeezeformer-xs", "squeezeformer-sm"])
     bench.add_argument("--repeats", type=int, default=3, help="timed runs; the best counts")
+    bench.add_argument(
+        "--rounds", type=int, default=3, help="fresh processes per encoder, alternating"
+    )
     bench.add_argument("--threads", type=int, default=2)
     bench.add_argument("--no-peer", action="store_true", help="time squeezer only")
     bench.add_argument("--out", type=Path, help="write the markdown report here")

@@ -45,33 +45,35 @@ def _stage(in_channels: int, out_channels: int, depthwise: bool) -> nn.Sequentia
     )
 
 
+# Inside the front, activations are (b, T, F, C): channels-last memory, so that the convs take
+# the fast oneDNN path, the pointwise conv is a plain matmul, and masking and ReLU run in place.
+
+
 def _first_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """The single-input-channel 3x3 stride-2 conv as im2col + one matmul.
 
-    x (B, T, F) -> (B, C, T', F') laid out channels-last. oneDNN has no fast kernel for one
-    input channel; nine taps times C outputs is a small, efficient matmul.
+    x (b, T, F) -> (b, T', F', C). oneDNN has no fast kernel for one input channel; nine taps
+    times C outputs is a small, efficient matmul.
     """
-    B = x.size(0)
-    padded = F.pad(x, (PADDING, PADDING, PADDING, PADDING))  # (B, T + 2, F + 2)
+    b = x.size(0)
+    padded = F.pad(x, (PADDING, PADDING, PADDING, PADDING))  # (b, T + 2, F + 2)
     taps = padded.unfold(1, KERNEL_SIZE, STRIDE).unfold(2, KERNEL_SIZE, STRIDE)
-    _, T, Fq, _, _ = taps.size()  # (B, T', F', 3 time taps, 3 frequency taps)
+    _, T, Fq, _, _ = taps.size()  # (b, T', F', 3 time taps, 3 frequency taps)
     weight = conv.weight.view(conv.out_channels, KERNEL_SIZE * KERNEL_SIZE)  # (C, 9)
     y = torch.addmm(conv.bias, taps.reshape(-1, KERNEL_SIZE * KERNEL_SIZE), weight.t())
-    return y.view(B, T, Fq, -1).permute(0, 3, 1, 2)  # (B, C, T', F'), channels-last memory
+    return y.view(b, T, Fq, conv.out_channels)  # (b, T', F', C)
 
 
-def _conv_channels_last(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """(b, C, T, F) -> (b, C', T', F'), computed in channels-last memory layout."""
+def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """(b, T, F, C) -> (b, T', F', C'), the conv computed in channels-last layout."""
     if conv.kernel_size == (1, 1):
-        # A pointwise conv is a matmul over channels: (b, T, F, C) @ (C, C').
-        # Channels-last input makes the permuted view contiguous already (no copy in eager).
-        y = F.linear(x.permute(0, 2, 3, 1).contiguous(), conv.weight.flatten(1), conv.bias)
-        return y.permute(0, 3, 1, 2)  # (b, C', T, F), channels-last memory
-    # oneDNN runs these convs 3-10x faster on CPU in channels-last layout than in NCHW; a
-    # channels-last weight selects that path. Converting the small weight per call keeps the
-    # parameters themselves plain and contiguous.
+        return F.linear(x, conv.weight.flatten(1), conv.bias)  # a matmul over channels
+    # A channels-last weight selects oneDNN's channels-last kernels, 3-10x faster on CPU than
+    # NCHW here; converting the small weight per call keeps the parameter itself contiguous.
     weight = conv.weight.contiguous(memory_format=torch.channels_last)
-    return F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, groups=conv.groups)
+    x = x.permute(0, 3, 1, 2)  # (b, C, T, F) view of channels-last memory
+    y = F.conv2d(x, weight, conv.bias, conv.stride, conv.padding, groups=conv.groups)
+    return y.permute(0, 2, 3, 1)  # (b, T', F', C')
 
 
 class Subsampling(nn.Module):
@@ -118,16 +120,16 @@ class Subsampling(nn.Module):
         """x (b, T, F) with zeroed padding -> (b, T', D)."""
         for index, stage in enumerate(self.stages):
             if index == 0:
-                x = _first_conv(stage[0], x)  # (b, C, T/2, F/2)
+                x = _first_conv(stage[0], x)  # (b, T/2, F/2, C)
             else:
                 for conv in stage:
-                    x = _conv_channels_last(conv, x)  # (b, C, T/2, F/2) of its input
+                    x = _conv(conv, x)  # (b, T/2, F/2, C) of its input
             lengths = conv_output_lengths(lengths, KERNEL_SIZE, STRIDE, PADDING)
             # Zero padded frames before the next stage mixes time; ReLU keeps them zero.
-            mask = lengths_to_padding_mask(lengths, x.size(2))
-            x = x.masked_fill(mask[:, None, :, None], 0.0).relu_()
-        b, C, T, Fq = x.size()
-        x = x.transpose(1, 2).reshape(b, T, C * Fq)  # (b, T', C * F'), channel-major as NeMo
+            mask = lengths_to_padding_mask(lengths, x.size(1))
+            x = x.masked_fill_(mask[:, :, None, None], 0.0).relu_()
+        b, T, Fq, C = x.size()
+        x = x.transpose(2, 3).reshape(b, T, C * Fq)  # (b, T', C * F'), channel-major as NeMo
         return self.linear(x)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
