@@ -59,9 +59,12 @@ def _first_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     padded = F.pad(x, (PADDING, PADDING, PADDING, PADDING))  # (b, T + 2, F + 2)
     taps = padded.unfold(1, KERNEL_SIZE, STRIDE).unfold(2, KERNEL_SIZE, STRIDE)
     _, T, Fq, _, _ = taps.size()  # (b, T', F', 3 time taps, 3 frequency taps)
-    weight = conv.weight.view(conv.out_channels, KERNEL_SIZE * KERNEL_SIZE)  # (C, 9)
-    y = torch.addmm(conv.bias, taps.reshape(-1, KERNEL_SIZE * KERNEL_SIZE), weight.t())
-    return y.view(b, T, Fq, conv.out_channels)  # (b, T', F', C)
+    taps = taps.reshape(-1, KERNEL_SIZE * KERNEL_SIZE)  # (b T' F', 9)
+    # The bias rides in the matmul as a tenth tap of ones: addmm would first fill the whole
+    # (large) output with the bias, an extra pass over it.
+    taps = torch.cat([taps, taps.new_ones(taps.size(0), 1)], dim=1)  # (b T' F', 10)
+    weight = torch.cat([conv.weight.flatten(1), conv.bias.unsqueeze(1)], dim=1)  # (C, 10)
+    return torch.mm(taps, weight.t()).view(b, T, Fq, conv.out_channels)  # (b, T', F', C)
 
 
 def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
