@@ -10,6 +10,7 @@ import torch
 from squeezer import EncoderConfig
 from squeezer.nn.attention import (
     RelPositionMultiHeadAttention,
+    explicit_attention,
     relative_positional_encoding,
     relative_shift,
 )
@@ -77,3 +78,28 @@ def test_relative_shift_equals_the_pad_and_reshape_trick(T):
     padded = torch.nn.functional.pad(scores, (1, 0)).view(2, 3, 2 * T, T)
     reference = padded[:, :, 1:].reshape(2, 3, T, 2 * T - 1)[..., :T]
     assert torch.equal(relative_shift(scores), reference)
+
+
+def test_explicit_training_attention_equals_sdpa_without_dropout():
+    q, k, v = (torch.randn(2, 3, 11, 8, dtype=torch.float64) for _ in range(3))
+    bias = torch.randn(2, 3, 11, 11, dtype=torch.float64)
+    bias[1, ..., 7:] = float("-inf")
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    got = explicit_attention(q, k, v, bias, torch.nn.Identity())
+    torch.testing.assert_close(got, expected)
+
+
+def test_training_mode_with_attention_dropout_keeps_padding_out():
+    config = EncoderConfig(d_model=16, num_heads=2, attention_dropout=0.2)
+    module = RelPositionMultiHeadAttention(config).train()
+    x = torch.randn(2, 9, 16)
+    padding_mask = torch.zeros(2, 9, dtype=torch.bool)
+    padding_mask[1, 5:] = True
+    pos_emb = relative_positional_encoding(9, 16, x.device, x.dtype)
+    x_noisy = x.clone()
+    x_noisy[1, 5:] = 1e4  # padded keys must not leak into real frames, even with dropout
+    torch.manual_seed(1)
+    clean = module(x, pos_emb, padding_mask)
+    torch.manual_seed(1)
+    noisy = module(x_noisy, pos_emb, padding_mask)
+    torch.testing.assert_close(clean[1, :5], noisy[1, :5])

@@ -28,17 +28,18 @@ class ConvModule(nn.Module):
         channels = D if self.use_glu else 2 * D
         # Pointwise convs are Linear layers on (B, T, C): the same weights, no transposes.
         self.pointwise1 = nn.Linear(D, 2 * D)
-        # A (K, 1) Conv2d over a (B, C, T, 1) view of the (B, T, C) activations: the view is
-        # channels-last without a copy, and oneDNN's channels-last depthwise kernel is several
-        # times faster on CPU than its Conv1d path (docs/benchmarks.md).
+        # Time is the width of a (B, C, 1, T) view of the (B, T, C) activations: that view is
+        # channels-last memory without a copy, so oneDNN's channels-last depthwise kernel runs
+        # (several times faster on CPU than Conv1d) and writes (B, T, C) memory back, and
+        # BatchNorm, Swish and the second pointwise conv need no transpose either.
         self.depthwise = nn.Conv2d(
             channels,
             channels,
-            (config.conv_kernel_size, 1),
-            padding=((config.conv_kernel_size - 1) // 2, 0),
+            (1, config.conv_kernel_size),
+            padding=(0, (config.conv_kernel_size - 1) // 2),
             groups=channels,
         )
-        self.batch_norm = nn.BatchNorm1d(channels)
+        self.batch_norm = nn.BatchNorm2d(channels)
         self.pointwise2 = nn.Linear(channels, D)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
@@ -47,6 +48,6 @@ class ConvModule(nn.Module):
         x = F.glu(x, dim=-1) if self.use_glu else F.silu(x)  # (B, T, C)
         # The biased pointwise conv refilled the padding; zero it before mixing time.
         x = zero_padded_frames(x, padding_mask)
-        x = self.depthwise(x.transpose(1, 2).unsqueeze(-1)).squeeze(-1)  # (B, C, T)
+        x = self.depthwise(x.transpose(1, 2).unsqueeze(2))  # (B, C, 1, T), channels-last
         x = F.silu(self.batch_norm(x))
-        return self.pointwise2(x.transpose(1, 2))  # (B, T, D)
+        return self.pointwise2(x.squeeze(2).transpose(1, 2))  # (B, T, D)
