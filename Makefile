@@ -5,7 +5,18 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv system-deps test lint demo bench clean
+
+# Debian packages: espeak-ng synthesises the embedded corpus; flite adds a second engine's
+# voices and fortunes-min offline sentences where available (both optional).
+system-deps:
+	@command -v espeak-ng >/dev/null || { \
+		SUDO=$$(command -v sudo || true); $$SUDO apt-get update -q && \
+		$$SUDO apt-get install -y -q --no-install-recommends espeak-ng; }
+	@command -v flite >/dev/null || { SUDO=$$(command -v sudo || true); \
+		$$SUDO apt-get install -y -q --no-install-recommends flite || true; }
+	@test -e /usr/share/games/fortunes/fortunes || { SUDO=$$(command -v sudo || true); \
+		$$SUDO apt-get install -y -q --no-install-recommends fortunes-min || true; }
 
 # torch is pinned and installed first so that no later requirement pulls a CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -21,7 +32,7 @@ lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 
-test: lint
+test: lint system-deps
 	$(PY) -m pytest -q
 
 demo: venv
