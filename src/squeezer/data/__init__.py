@@ -1,0 +1,1 @@
+"""Speech data: Lhotse manifests, importers, the offline synthetic corpus, batching."""
