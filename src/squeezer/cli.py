@@ -78,6 +78,34 @@ def write_report_section(path: Path, name: str, text: str) -> None:
     temporary.replace(path)
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    """Import a corpus on disk into a Lhotse manifest."""
+    from squeezer.data.importers import import_folder, import_librispeech, import_nemo_manifest
+    from squeezer.data.manifests import save_cuts
+
+    importers = {
+        "librispeech": import_librispeech,
+        "nemo": import_nemo_manifest,
+        "folder": import_folder,
+    }
+    report = importers[args.layout](args.source)
+    save_cuts(report.cuts, args.out)
+    hours = sum(cut.duration for cut in report.cuts) / 3600
+    log.info("%s (%.2f h) -> %s", report.summary(), hours, args.out)
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    """Build the offline synthetic speech corpus."""
+    from squeezer.data.corpus import synthesize_corpus
+
+    summary = synthesize_corpus(
+        args.out, size=args.size, seed=args.seed, jobs=args.jobs, progress=True
+    )
+    print(summary.to_markdown())
+    return 0
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     parser = argparse.ArgumentParser(prog="squeezer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
@@ -96,7 +124,27 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     bench.add_argument("--threads", type=int, default=2)
     bench.add_argument("--no-peer", action="store_true", help="time squeezer only")
     bench.add_argument("--out", type=Path, help="write the markdown report here")
-    return parser, {"presets": _presets, "bench": _bench}
+
+    prepare = verbs.add_parser("prepare", help="import a corpus into a Lhotse manifest")
+    prepare.add_argument("layout", choices=["librispeech", "nemo", "folder"])
+    prepare.add_argument("source", type=Path, help="corpus folder or NeMo manifest")
+    prepare.add_argument("--out", type=Path, required=True, help="manifest to write (.jsonl.gz)")
+
+    corpus = verbs.add_parser("corpus", help="the offline synthetic speech corpus")
+    corpus_verbs = corpus.add_subparsers(dest="corpus_verb", metavar="VERB", required=True)
+    synth = corpus_verbs.add_parser("synth", help="synthesise it with espeak-ng (and flite)")
+    synth.add_argument("--out", type=Path, required=True, help="corpus folder")
+    synth.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
+
+    verb_functions = {
+        "presets": _presets,
+        "bench": _bench,
+        "prepare": _prepare,
+        "corpus": _corpus,
+    }
+    return parser, verb_functions
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,59 @@
+"""The paper's learning-rate schedule: linear warm-up, hold, then Noam-style decay.
+
+Squeezeformer trains with NeMo's `NoamHoldAnnealing` (paper Section 4.1): the LR rises linearly
+to its peak over `warmup_steps`, stays there for `hold_steps`, then decays as
+
+    lr(step) = peak * warmup_steps^d / (step - hold_steps)^d,    floored at min_lr,
+
+which equals the peak at the end of the hold and falls off as step^-d (d = `decay_rate`, 1.0
+in the paper's recipe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+__all__ = ["NoamHoldAnnealing", "noam_hold_annealing_lr"]
+
+
+@dataclass(frozen=True)
+class NoamHoldAnnealing:
+    """Schedule settings; `factor(step)` is the multiplier of the peak LR at an optimiser step."""
+
+    warmup_steps: int
+    hold_steps: int
+    decay_rate: float = 1.0
+    min_lr_ratio: float = 0.0  # min_lr / peak_lr
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 1:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 1")
+        if self.hold_steps < 0:
+            raise ValueError(f"hold_steps={self.hold_steps} must be >= 0")
+        if self.decay_rate <= 0:
+            raise ValueError(f"decay_rate={self.decay_rate} must be positive")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        if step < self.warmup_steps + self.hold_steps:
+            return 1.0
+        decay = (self.warmup_steps / max(1, step - self.hold_steps)) ** self.decay_rate
+        return max(min(decay, 1.0), self.min_lr_ratio)
+
+    def scheduler(self, optimizer: Optimizer, last_step: int = -1) -> LambdaLR:
+        """A torch scheduler applying the factor to each param group's initial LR."""
+        return LambdaLR(optimizer, self.factor, last_epoch=last_step)
+
+
+def noam_hold_annealing_lr(
+    step: int, peak_lr: float, warmup_steps: int, hold_steps: int, decay_rate: float, min_lr: float
+) -> float:
+    """The LR at `step` in absolute terms (for plots and tests)."""
+    schedule = NoamHoldAnnealing(warmup_steps, hold_steps, decay_rate, min_lr / peak_lr)
+    return peak_lr * schedule.factor(step)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from squeezer.schedule import NoamHoldAnnealing, noam_hold_annealing_lr
+
+
+def test_warmup_hold_decay_shape_matches_nemo_formula():
+    lr = [noam_hold_annealing_lr(s, 2e-3, 10, 20, 1.0, 1e-5) for s in range(200)]
+    assert lr[0] == pytest.approx(2e-3 / 11)
+    assert lr[9] == pytest.approx(2e-3 * 10 / 11)
+    assert all(v == pytest.approx(2e-3) for v in lr[10:30])
+    # NeMo: initial_lr * warmup^d / (step - hold)^d after warm-up + hold.
+    assert lr[40] == pytest.approx(2e-3 * 10 / 20)
+    assert lr[199] == pytest.approx(2e-3 * 10 / 179)
+    assert all(a >= b for a, b in itertools.pairwise(lr[10:]))
+
+
+def test_min_lr_floor_and_torch_scheduler():
+    schedule = NoamHoldAnnealing(warmup_steps=2, hold_steps=0, decay_rate=1.0, min_lr_ratio=0.1)
+    assert schedule.factor(10_000) == 0.1
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=1.0)
+    scheduler = schedule.scheduler(optimizer)
+    seen = []
+    for _ in range(6):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([schedule.factor(s) for s in range(6)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(warmup_steps=0, hold_steps=0), "warmup_steps"),
+        (dict(warmup_steps=1, hold_steps=-1), "hold_steps"),
+        (dict(warmup_steps=1, hold_steps=0, decay_rate=0), "decay_rate"),
+        (dict(warmup_steps=1, hold_steps=0, min_lr_ratio=2), "min_lr_ratio"),
+    ],
+)
+def test_bad_settings_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        NoamHoldAnnealing(**kwargs)
