@@ -1,0 +1,96 @@
+"""Training checkpoints: atomic writes, keeping the last K, averaging the last K.
+
+A checkpoint is one `torch.save` file of plain containers and tensors (model, optimiser,
+scheduler, sampler position, RNG states, step), readable with `torch.load(weights_only=True)`:
+loading one never runs pickled code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "average_model_states",
+    "checkpoint_paths",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+]
+
+_NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
+
+
+def checkpoint_paths(directory: str | Path) -> list[Path]:
+    """Complete checkpoints in `directory`, oldest step first (temp files are ignored)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    paths = checkpoint_paths(directory)
+    return paths[-1] if paths else None
+
+
+def save_checkpoint(
+    state: dict[str, Any], directory: str | Path, step: int, keep_last: int
+) -> Path:
+    """Write `state` as checkpoint-<step>.pt atomically, then delete all but the newest K.
+
+    The file is written under a temporary name and renamed into place, so a crash mid-write
+    leaves the previous checkpoints intact and never a truncated one under a real name.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last={keep_last} must be >= 1")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"checkpoint-{step:09d}.pt"
+    temporary = directory / f".{path.name}.tmp"
+    torch.save(state, temporary)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    for old in checkpoint_paths(directory)[:-keep_last]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without unpickling code; a clear error names a broken file."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such checkpoint") from None
+    except Exception as error:  # truncated zip, wrong format, disallowed globals...
+        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+
+
+def average_model_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of several model state dicts (integer buffers: the newest).
+
+    Averaging the last few checkpoints' weights is the usual cheap ensemble of CTC recipes
+    (icefall, NeMo); BatchNorm's integer step counter cannot be averaged and keeps its last value.
+    """
+    if not states:
+        raise ValueError("no model states to average")
+    keys = states[0].keys()
+    for state in states[1:]:
+        if state.keys() != keys:
+            raise ValueError("model states to average have different parameter names")
+    averaged = {}
+    for key in keys:
+        values = [state[key] for state in states]
+        if values[0].is_floating_point():
+            averaged[key] = torch.stack([v.float() for v in values]).mean(0).to(values[0].dtype)
+        else:
+            averaged[key] = values[-1].clone()
+    return averaged
