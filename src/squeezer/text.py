@@ -1,0 +1,496 @@
+"""Text for CTC: one English normaliser and two tokenizers (characters, SentencePiece); blank = 0.
+
+`normalize_text` runs on training transcripts (inside every `encode`) and on references and
+hypotheses before scoring, so WER never counts "42" against "forty two". Token ids are
+1..vocab_size; id 0 is the CTC blank, which `encode` never produces and `decode` skips.
+A tokenizer is a directory entry: `tokenizer.json` (kind + settings) and, for SentencePiece,
+`tokenizer.model` beside it; `load_tokenizer` reads either kind back. `tokenizer.json` records
+the `NORMALIZER` version its ids depend on, and loading refuses any other version.
+
+Tokenizers. `CharTokenizer`: id 1 is always the space, then one id per character (28 by
+default: space, a..z, apostrophe). `SentencePieceTokenizer`: our id = SentencePiece piece id + 1,
+so its <unk> piece (piece 0) is id 1; `vocab_size` counts every piece, <unk> included, blank
+excluded. Both `encode` methods raise ValueError on a character outside the vocabulary (naming it
+and the text) rather than dropping it, so a data problem shows up before training, not in WER.
+
+Normaliser policy (`normalize_text`), in order:
+
+- apostrophe look-alikes (’ ‘ ʼ ` ´ ′) become "'"; then Unicode NFKC and lower case
+- "&" -> "and", "%" -> "percent"
+- integers are US-style cardinals without "and": "105" -> "one hundred five",
+  "1,000,000" -> "one million"; with a leading zero digit by digit: "007" -> "zero zero seven"
+- a bare four-digit 1100..1999 reads as a year: "1999" -> "nineteen ninety nine",
+  "1905" -> "nineteen oh five", "1900" -> "nineteen hundred"; others stay cardinal:
+  "2024" -> "two thousand twenty four"
+- decimals: "3.14" -> "three point one four", ".5" -> "point five"
+- ordinals and plurals: "2nd" -> "second", "21st" -> "twenty first",
+  "1990s" / "90's" -> "nineteen nineties" / "nineties"
+- diacritics leave Latin letters: "Café naïve" -> "cafe naive"
+- an apostrophe is kept only between two letters: "don't", "o'clock"; "'quoted'" -> "quoted"
+- every other non-letter (dashes, quotes, "$", ":", ".") becomes a space:
+  "well-known" -> "well known", "4:30 p.m." -> "four thirty p m"
+- whitespace collapsed, ends stripped
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import string
+import unicodedata
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+import sentencepiece as spm
+
+__all__ = [
+    "DEFAULT_CHARACTERS",
+    "NORMALIZER",
+    "SENTENCEPIECE_FILE",
+    "TOKENIZER_FILE",
+    "CharTokenizer",
+    "ModelType",
+    "SentencePieceTokenizer",
+    "Tokenizer",
+    "TokenizerKind",
+    "build_tokenizer",
+    "load_tokenizer",
+    "normalize_text",
+]
+
+TokenizerKind = Literal["char", "sentencepiece"]
+ModelType = Literal["unigram", "bpe"]
+TOKENIZER_FILE = "tokenizer.json"
+SENTENCEPIECE_FILE = "tokenizer.model"
+DEFAULT_CHARACTERS = (" ", *string.ascii_lowercase, "'")
+
+NORMALIZER = "english-v1"  # stored with every tokenizer; bump whenever an output below changes
+
+# Before NFKC, which would turn the acute accent ´ into a space plus a combining mark.
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u201a\u201b\u02bc\u2032`\u00b4", "'"))
+_SYMBOLS = str.maketrans({"&": " and ", "%": " percent "})
+_NUMBER = re.compile(
+    r"(?P<integer>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.(?P<fraction>\d+))?"
+    r"(?:(?P<suffix>st|nd|rd|th|'?s)(?![^\W\d_]))?"
+    r"|(?<![\w.])\.(?P<bare_fraction>\d+)"
+)
+# An apostrophe not between two letters is a quote mark, not part of a word.
+_STRAY_APOSTROPHE = re.compile(r"(?<![^\W\d_])'|'(?![^\W\d_])")
+
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = [
+    "_",
+    "thousand",
+    "million",
+    "billion",
+    "trillion",
+    "quadrillion",
+    "quintillion",
+    "sextillion",
+    "septillion",
+    "octillion",
+    "nonillion",
+    "decillion",
+]
+_ORDINAL_SUFFIXES = ("st", "nd", "rd", "th")
+_ORDINALS = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+
+
+def normalize_text(text: str) -> str:
+    """Return `text` as lower-case English words; the policy is in the module docstring."""
+    text = unicodedata.normalize("NFKC", text.translate(_APOSTROPHES)).lower()
+    text = _NUMBER.sub(_spell_number, text.translate(_SYMBOLS))
+    text = _STRAY_APOSTROPHE.sub(" ", "".join(map(_map_character, text)))
+    return " ".join(text.split())
+
+
+def _spell_number(match: re.Match[str]) -> str:
+    """Words for one number the `_NUMBER` pattern found, padded with spaces."""
+    if match["bare_fraction"] is not None:
+        return f" point {_spell_digits(match['bare_fraction'])} "
+    integer, fraction, suffix = match["integer"], match["fraction"], match["suffix"]
+    plain = "," not in integer and fraction is None
+    words = _spell_integer(
+        integer.replace(",", ""), years=plain and suffix not in _ORDINAL_SUFFIXES
+    )
+    if fraction is not None:
+        words = f"{words} point {_spell_digits(fraction)}"
+    if suffix and plain:
+        words = _inflect(words, ordinal=suffix in _ORDINAL_SUFFIXES)
+    elif suffix:  # "2.5s": a unit after a decimal, not a plural
+        unit = suffix.lstrip("'")
+        words = f"{words} {unit}"
+    return f" {words} "
+
+
+def _spell_integer(digits: str, years: bool) -> str:
+    """Words for a run of digits: cardinal, year pairs, or digit by digit (see the policy)."""
+    if len(digits) > 1 and digits.startswith("0"):
+        return _spell_digits(digits)
+    number = int(digits)
+    if years and len(digits) == 4 and 1100 <= number <= 1999:
+        century, rest = divmod(number, 100)
+        if rest == 0:
+            return f"{_ONES[century]} hundred"
+        return f"{_ONES[century]} {'oh ' if rest < 10 else ''}{_cardinal(rest)}"
+    if number >= 1000 ** len(_SCALES):  # beyond "decillion": read it out digit by digit
+        return _spell_digits(digits)
+    return _cardinal(number)
+
+
+def _cardinal(number: int) -> str:
+    """US-style cardinal without "and": 105 -> "one hundred five"."""
+    if number == 0:
+        return "zero"
+    words: list[str] = []
+    for power in reversed(range(len(_SCALES))):
+        hundreds, rest = divmod(number // 1000**power % 1000, 100)
+        if hundreds:
+            words += [_ONES[hundreds], "hundred"]
+        if rest >= 20:
+            words.append(_TENS[rest // 10])
+            rest %= 10
+        if rest:
+            words.append(_ONES[rest])
+        if power and number // 1000**power % 1000:
+            words.append(_SCALES[power])
+    return " ".join(words)
+
+
+def _spell_digits(digits: str) -> str:
+    return " ".join(_ONES[int(digit)] for digit in digits)
+
+
+def _inflect(words: str, ordinal: bool) -> str:
+    """Make the last word ordinal ("twenty one" -> "twenty first") or plural ("nineties")."""
+    head, _, last = words.rpartition(" ")
+    if ordinal and last in _ORDINALS:
+        last = _ORDINALS[last]
+    elif last.endswith("y"):  # twenty -> twentieth, twenties
+        last = last[:-1] + ("ieth" if ordinal else "ies")
+    else:
+        last += "th" if ordinal else ("es" if last == "six" else "s")
+    return f"{head} {last}".lstrip()
+
+
+@lru_cache(maxsize=4096)
+def _map_character(character: str) -> str:
+    """Keep letters (Latin ones without diacritics), marks and apostrophes; all else is a space."""
+    if character == "'":
+        return character
+    category = unicodedata.category(character)
+    if category.startswith("L"):
+        base = unicodedata.normalize("NFD", character)[0]
+        return base if base.isascii() else character
+    return character if category.startswith("M") else " "
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Text <-> token ids 1..vocab_size for a CTC head with vocab_size + 1 outputs (0 = blank)."""
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of tokens, blank excluded."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of `normalize_text(text)`; never 0; ValueError for an unknown character."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`, blanks (0) skipped, whitespace collapsed; repeats are not merged."""
+        ...
+
+    def tokens(self) -> list[str]:
+        """Token strings, entry i - 1 for id i: a CTC beam-search decoder's labels after blank."""
+        ...
+
+    def save(self, directory: Path) -> None:
+        """Write `tokenizer.json` (and any model file) into `directory`."""
+        ...
+
+
+class CharTokenizer:
+    """One token per character; id 1 is the space, then `symbols[1:]` in order."""
+
+    def __init__(self, symbols: Sequence[str] = DEFAULT_CHARACTERS) -> None:
+        symbols = tuple(symbols)
+        if not symbols or symbols[0] != " ":
+            raise ValueError(f"the first symbol must be the space ' ', got {symbols[:1]}")
+        for symbol in symbols:
+            if not isinstance(symbol, str) or len(symbol) != 1:
+                raise ValueError(f"symbols must be single characters, got {symbol!r}")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"symbols must be distinct, got {''.join(symbols)!r}")
+        self._symbols = symbols
+        self._ids = {symbol: index for index, symbol in enumerate(symbols, start=1)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
+        """The characters of the normalised `texts`: space first, the rest sorted."""
+        seen: set[str] = set()
+        for text in texts:
+            seen.update(normalize_text(text))
+        seen.discard(" ")
+        if not seen:
+            raise ValueError("no characters to build a vocabulary from: the texts are empty")
+        return cls((" ", *sorted(seen)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._symbols)
+
+    def encode(self, text: str) -> list[int]:
+        normalized = normalize_text(text)
+        unknown = next((character for character in normalized if character not in self._ids), None)
+        if unknown is not None:
+            raise ValueError(f"character {unknown!r} of {text!r} is not in the vocabulary")
+        return [self._ids[character] for character in normalized]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        text = "".join(self._symbols[index - 1] for index in _nonblank(ids, self.vocab_size))
+        return " ".join(text.split())
+
+    def tokens(self) -> list[str]:
+        return list(self._symbols)
+
+    def save(self, directory: Path) -> None:
+        _write_settings(Path(directory), {"kind": "char", "symbols": list(self._symbols)})
+
+
+class SentencePieceTokenizer:
+    """SentencePiece subwords; our id = piece id + 1 (Kim et al. 2022 use 128 pieces)."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self._model_proto = bytes(model_proto)
+        try:
+            self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
+        except RuntimeError as error:
+            raise ValueError(f"not a SentencePiece model ({_reason(error)})") from error
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        directory: Path,
+        vocab_size: int = 128,
+        model_type: ModelType = "unigram",
+        seed: int = 0,
+    ) -> SentencePieceTokenizer:
+        """Train on the normalised `texts` in-process, deterministically, and save to `directory`.
+
+        A corpus too small for `vocab_size` pieces raises ValueError naming the largest size it
+        supports (SentencePiece's hard vocabulary limit stays on: the CTC head's width must be
+        the size asked for). `seed` seeds SentencePiece's process-wide generator.
+        """
+        if model_type not in get_args(ModelType):
+            raise ValueError(f"unknown model_type {model_type!r}; expected 'unigram' or 'bpe'")
+        sentences = [sentence for sentence in map(normalize_text, texts) if sentence]
+        if not sentences:
+            raise ValueError("no text to train SentencePiece on: the texts are empty")
+        model = io.BytesIO()
+        spm.SetRandomGeneratorSeed(seed)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=model,
+                **_trainer_options(vocab_size, model_type),
+            )
+        except RuntimeError as error:
+            raise ValueError(
+                f"SentencePiece cannot train {vocab_size} {model_type} pieces on "
+                f"{len(sentences)} sentences: {_reason(error)}"
+            ) from error
+        tokenizer = cls(model.getvalue())
+        tokenizer.save(directory)
+        return tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self._processor.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        normalized = normalize_text(text)
+        pieces = self._processor.encode(normalized)
+        unknown = self._processor.unk_id()
+        if unknown in pieces:
+            character = next(
+                (c for c in normalized if c != " " and self._processor.piece_to_id(c) == unknown),
+                "?",
+            )
+            raise ValueError(f"character {character!r} of {text!r} is not in the vocabulary")
+        return [piece + 1 for piece in pieces]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        pieces = [index - 1 for index in _nonblank(ids, self.vocab_size)]
+        return " ".join(self._processor.decode(pieces).split())
+
+    def tokens(self) -> list[str]:
+        return [self._processor.id_to_piece(piece) for piece in range(self.vocab_size)]
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        _write_atomically(directory / SENTENCEPIECE_FILE, self._model_proto)
+        settings = {"kind": "sentencepiece", "model_file": SENTENCEPIECE_FILE}
+        _write_settings(directory, {**settings, "vocab_size": self.vocab_size})
+
+
+def build_tokenizer(
+    kind: TokenizerKind,
+    texts: Iterable[str],
+    directory: Path,
+    vocab_size: int = 128,
+    model_type: ModelType = "unigram",
+) -> Tokenizer:
+    """Build a tokenizer of `kind` from `texts` and save it to `directory`.
+
+    `vocab_size` and `model_type` apply to SentencePiece only; a character vocabulary is the set
+    of characters the normalised texts contain.
+    """
+    if kind == "char":
+        tokenizer = CharTokenizer.from_texts(texts)
+        tokenizer.save(directory)
+        return tokenizer
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer.train(texts, directory, vocab_size, model_type)
+    raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {get_args(TokenizerKind)}")
+
+
+def load_tokenizer(directory: str | Path) -> Tokenizer:
+    """Read the tokenizer `save` wrote into `directory` (a model directory holds one)."""
+    path = Path(directory) / TOKENIZER_FILE
+    settings = _read_settings(path)
+    kind = settings.get("kind")
+    if kind == "sentencepiece":
+        return _load_sentencepiece(path, settings)
+    if kind != "char":
+        expected = get_args(TokenizerKind)
+        raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; expected one of {expected}")
+    symbols = settings.get("symbols")
+    if not isinstance(symbols, list):
+        raise ValueError(f"{path}: 'symbols' must be a list of characters, got {symbols!r}")
+    try:
+        return CharTokenizer(symbols)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def _load_sentencepiece(path: Path, settings: dict[str, Any]) -> SentencePieceTokenizer:
+    """The SentencePiece model that the `tokenizer.json` at `path` names, checked against it."""
+    model_file = settings.get("model_file")
+    if not isinstance(model_file, str) or Path(model_file).name != model_file:
+        raise ValueError(f"{path}: model_file must be a file name beside it, got {model_file!r}")
+    model_path = path.parent / model_file
+    if not model_path.is_file():
+        raise FileNotFoundError(f"{model_path}: the SentencePiece model named by {path} is missing")
+    try:
+        tokenizer = SentencePieceTokenizer(model_path.read_bytes())
+    except ValueError as error:
+        raise ValueError(f"{model_path}: {error}") from error
+    if tokenizer.vocab_size != settings.get("vocab_size"):
+        raise ValueError(
+            f"{model_path}: {tokenizer.vocab_size} pieces, but {path} says "
+            f"{settings.get('vocab_size')!r}"
+        )
+    return tokenizer
+
+
+def _trainer_options(vocab_size: int, model_type: ModelType) -> dict[str, Any]:
+    """SentencePiece trainer settings; each one is here for CTC, determinism or quiet."""
+    return dict(
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=1.0,  # every training character gets a piece: no <unk> in training
+        normalization_rule_name="identity",  # normalize_text already ran: one normaliser only
+        bos_id=-1,  # CTC needs neither sentence marker
+        eos_id=-1,
+        unk_surface="",  # a decoded <unk> vanishes instead of printing " ⁇ "
+        max_sentence_length=1 << 16,  # bytes; the default 4192 silently skips long transcripts
+        num_threads=1,  # with no shuffling and no sampling: identical models for identical texts
+        shuffle_input_sentence=False,
+        input_sentence_size=0,
+        minloglevel=2,  # library code stays quiet; errors still raise
+    )
+
+
+def _nonblank(ids: Sequence[int], vocab_size: int) -> list[int]:
+    """`ids` without blanks (0); ValueError for an id outside 0..vocab_size."""
+    kept = []
+    for index in map(int, ids):  # int() also takes numpy and 0-d torch integers
+        if not 0 <= index <= vocab_size:
+            raise ValueError(f"token id {index} is outside 0..{vocab_size}")
+        if index:
+            kept.append(index)
+    return kept
+
+
+def _write_settings(directory: Path, settings: dict[str, Any]) -> None:
+    """Write `tokenizer.json`, tagged with the normaliser version its ids depend on."""
+    text = json.dumps({**settings, "normalizer": NORMALIZER}, indent=2, ensure_ascii=False)
+    _write_atomically(directory / TOKENIZER_FILE, (text + "\n").encode("utf-8"))
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The settings in `tokenizer.json`; ValueError naming the file if it cannot be used."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such tokenizer file")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    if settings.get("normalizer") != NORMALIZER:
+        raise ValueError(
+            f"{path}: made for text normaliser {settings.get('normalizer')!r}, but this version "
+            f"normalises as {NORMALIZER!r}; rebuild the tokenizer"
+        )
+    return settings
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` in one step, so a crash never leaves half a file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _reason(error: RuntimeError) -> str:
+    """SentencePiece's message without its C++ source location and check expression."""
+    return str(error).rpartition("] ")[2] or str(error)
