@@ -35,7 +35,7 @@ lint: venv
 test: lint system-deps
 	$(PY) -m pytest -q
 
-demo: venv
+demo: venv system-deps
 	@echo "make demo: not yet (the demo lands with issue #6)"
 
 bench: venv

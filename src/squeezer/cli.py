@@ -102,6 +102,8 @@ def _corpus(args: argparse.Namespace) -> int:
     summary = synthesize_corpus(
         args.out, size=args.size, seed=args.seed, jobs=args.jobs, progress=True
     )
+    if summary.reused:
+        log.info("corpus already complete in %s", args.out)
     print(summary.to_markdown())
     return 0
 
