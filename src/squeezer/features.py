@@ -1,0 +1,507 @@
+"""Waveforms -> normalised log-mel features (NeMo's recipe), and SpecAugment.
+
+Pure torch on whatever device the waveforms are on. Padding-aware: every utterance of a padded
+batch gets exactly the features it gets alone, and padded frames come out as `pad_value`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from squeezer.audio import SAMPLE_RATE
+from squeezer.nn.masks import lengths_to_padding_mask
+
+__all__ = [
+    "FeatureConfig",
+    "FeatureStats",
+    "LogMelFrontend",
+    "SpecAugment",
+    "SpecAugmentConfig",
+    "fit_global_stats",
+    "mel_filterbank",
+]
+
+Normalization = Literal["per_feature", "all_features", "global", "none"]
+WindowKind = Literal["hann", "hamming", "blackman", "bartlett"]
+MelNorm = Literal["slaney", "none"]
+LogGuardType = Literal["add", "clamp"]
+
+WIN_LENGTH = 400  # samples: 25 ms at 16 kHz
+HOP_LENGTH = 160  # samples: 10 ms at 16 kHz
+N_FFT = 512  # NeMo's default: the next power of two above the window
+N_MELS = 80
+LOG_GUARD = 2.0**-24  # NeMo's log_zero_guard_value: log(x + 2**-24)
+STD_GUARD = 1e-5  # NeMo's CONSTANT, added to every standard deviation it divides by
+
+_WINDOWS = {
+    "hann": torch.hann_window,
+    "hamming": torch.hamming_window,
+    "blackman": torch.blackman_window,
+    "bartlett": torch.bartlett_window,
+}
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The log-mel frontend, one field per choice of NeMo's `AudioToMelSpectrogramPreprocessor`.
+
+    Defaults are the paper's / NeMo's Squeezeformer recipe. NeMo field (NeMo default) per field:
+
+    - sample_rate: `sample_rate` (16000). n_mels: `features` (64; 80 in the recipe).
+    - win_length, hop_length (samples): `int(window_size * sample_rate)`,
+      `int(window_stride * sample_rate)` (0.02 s, 0.01 s; the recipe: 0.025 s, 0.01 s), or
+      `n_window_size` / `n_window_stride`. n_fft: `n_fft` (None = 2**ceil(log2(win_length))).
+    - window: `window` ("hann"); NeMo builds it symmetric (`periodic=False`), and so do we.
+    - preemphasis: `preemph` (0.97; None disables). y[0] = x[0], y[n] = x[n] - a x[n-1].
+    - dither: `dither` (1e-5; 0 here). Gaussian noise of this std on real samples, training only.
+    - exact_pad: `exact_pad` (False). False: torch.stft(center=True), zero ("constant")
+      padding of n_fft // 2 each side; True: zero-pad (n_fft - hop) // 2 each side, center=False.
+      (NeMo pads before its pre-emphasis mask, which then also zeroes that many real samples at
+      each utterance's end; we pad after it, on purpose.)
+    - mag_power: `mag_power` (2.0, the power spectrum).
+    - f_min, f_max (Hz): `lowfreq` (0), `highfreq` (None = sample_rate / 2).
+    - mel_norm: `mel_norm` ("slaney"; NeMo's None is "none"). The mel scale is always slaney's.
+    - log, log_guard_type, log_guard_value: `log` (True), `log_zero_guard_type` ("add"),
+      `log_zero_guard_value` (2**-24, or "tiny" / "eps" for torch.finfo of the dtype).
+    - normalize: `normalize` ("per_feature": each mel bin's mean and unbiased std over the
+      utterance's real frames, x' = (x - mean) / (std + std_guard); "all_features": one mean
+      and std over all bins and real frames; "global": fixed vectors, NeMo's {fixed_mean,
+      fixed_std}, fitted with `fit_global_stats`; "none": NeMo's None).
+    - std_guard: NeMo's module constant `CONSTANT` (1e-5), not a NeMo config field.
+    - pad_to, pad_value: `pad_to` (16; 0 in the recipe): pad T to a multiple (0 = don't);
+      `pad_value` (0): the value of every padded frame, written after normalisation.
+    - count_final_frame: no NeMo field; it depends on the NeMo version. True: T = 1 + N // hop,
+      every frame torch.stft(center=True) computes (older NeMo, librosa). False: T = N // hop,
+      as recent NeMo (2.x) `FilterbankFeatures.get_seq_len` (no "+ 1"); the last frame is then
+      zeroed as padding.
+
+    Not supported (NeMo's defaults only): frame_splicing=1, nb_augmentation_prob=0.
+    """
+
+    sample_rate: int = SAMPLE_RATE
+    n_mels: int = N_MELS
+    win_length: int = WIN_LENGTH
+    hop_length: int = HOP_LENGTH
+    n_fft: int = N_FFT
+    window: WindowKind = "hann"
+    preemphasis: float | None = 0.97
+    dither: float = 0.0
+    exact_pad: bool = False
+    mag_power: float = 2.0
+    f_min: float = 0.0
+    f_max: float | None = None
+    mel_norm: MelNorm = "slaney"
+    log: bool = True
+    log_guard_type: LogGuardType = "add"
+    log_guard_value: float | Literal["tiny", "eps"] = LOG_GUARD
+    normalize: Normalization = "per_feature"
+    std_guard: float = STD_GUARD
+    count_final_frame: bool = True
+    pad_to: int = 0
+    pad_value: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, kind in _LITERAL_FIELDS.items():
+            value = getattr(self, name)
+            if value not in get_args(kind):
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(get_args(kind))}")
+        self._check_frames()
+        self._check_values()
+
+    def _check_frames(self) -> None:
+        for name in ("sample_rate", "n_mels", "win_length", "hop_length", "n_fft"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length={self.win_length} must not exceed n_fft={self.n_fft}")
+        if self.exact_pad and self.hop_length % 2:
+            raise ValueError(f"hop_length={self.hop_length} must be even with exact_pad (NeMo)")
+        if not isinstance(self.pad_to, int) or self.pad_to < 0:
+            raise ValueError(f"pad_to={self.pad_to!r} must be a non-negative integer")
+
+    def _check_values(self) -> None:
+        if self.preemphasis is not None and not 0.0 <= self.preemphasis < 1.0:
+            raise ValueError(f"preemphasis={self.preemphasis!r} must be in [0, 1) or None")
+        nyquist = self.sample_rate / 2
+        if not 0.0 <= self.f_min < self.max_frequency <= nyquist:
+            raise ValueError(
+                f"f_min={self.f_min!r}, f_max={self.f_max!r} must satisfy "
+                f"0 <= f_min < f_max <= {nyquist} (half the sample rate)"
+            )
+        for name in ("dither", "std_guard"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be >= 0")
+        if self.mag_power <= 0:
+            raise ValueError(f"mag_power={self.mag_power!r} must be positive")
+        guard = self.log_guard_value
+        if guard not in ("tiny", "eps") and (isinstance(guard, str) or not guard > 0):
+            raise ValueError(f"log_guard_value={guard!r} must be positive, 'tiny' or 'eps'")
+
+    @property
+    def max_frequency(self) -> float:
+        """f_max, or half the sample rate when unset (Hz)."""
+        return self.sample_rate / 2 if self.f_max is None else float(self.f_max)
+
+    def replace(self, **changes: Any) -> FeatureConfig:
+        """A copy with `changes` applied (validated like any new config)."""
+        return dataclasses.replace(self, **changes)
+
+
+_LITERAL_FIELDS = {
+    "window": WindowKind,
+    "mel_norm": MelNorm,
+    "log_guard_type": LogGuardType,
+    "normalize": Normalization,
+}
+
+
+_MEL_HZ_PER_UNIT = 200.0 / 3  # Hz per mel in the linear part
+_MEL_AT_1KHZ = 15.0  # 1000 Hz / (200 / 3)
+_MEL_LOG_STEP = math.log(6.4) / 27.0  # log-spaced part: 27 mels per factor 6.4
+
+
+def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """Slaney's mel scale (librosa htk=False): linear below 1 kHz, logarithmic above."""
+    linear = hz / _MEL_HZ_PER_UNIT
+    logarithmic = _MEL_AT_1KHZ + torch.log(hz.clamp(min=1e-10) / 1000.0) / _MEL_LOG_STEP
+    return torch.where(hz >= 1000.0, logarithmic, linear)
+
+
+def _mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    linear = mel * _MEL_HZ_PER_UNIT
+    logarithmic = 1000.0 * torch.exp(_MEL_LOG_STEP * (mel - _MEL_AT_1KHZ))
+    return torch.where(mel >= _MEL_AT_1KHZ, logarithmic, linear)
+
+
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    norm: MelNorm = "slaney",
+) -> torch.Tensor:
+    """Triangular mel filters (n_mels, n_fft // 2 + 1) float32, as librosa.filters.mel(htk=False).
+
+    norm="slaney" scales each triangle to unit area in Hz, so wide high bands don't dominate.
+    Built in float64 and rounded once, like librosa.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    fft_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    edges_mel = torch.linspace(
+        _hz_to_mel(torch.tensor(f_min, dtype=torch.float64)).item(),
+        _hz_to_mel(torch.tensor(f_max, dtype=torch.float64)).item(),
+        n_mels + 2,
+        dtype=torch.float64,
+    )
+    edges = _mel_to_hz(edges_mel)  # (n_mels + 2,) Hz: left, centre, right of each triangle
+    widths = edges.diff()  # (n_mels + 1,)
+    offsets = edges[:, None] - fft_hz[None, :]  # (n_mels + 2, K)
+    rising = -offsets[:-2] / widths[:-1, None]
+    falling = offsets[2:] / widths[1:, None]
+    weights = torch.minimum(rising, falling).clamp(min=0.0)  # (n_mels, K)
+    if norm == "slaney":
+        weights = weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.to(torch.float32)
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Per-bin statistics of log-mel features: mean (F,), std (F,) (std_guard included)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def fit_global_stats(
+    features: torch.Tensor, lengths: torch.Tensor, std_guard: float = STD_GUARD
+) -> FeatureStats:
+    """Mean and unbiased std (+ std_guard) of each bin over the real frames of a batch.
+
+    Args:
+        features: (B, T, F) un-normalised features (normalize="none", or "global" before
+            any stats are set: its buffers start as mean 0, std 1).
+        lengths: (B,) real frames per utterance.
+    """
+    valid = ~lengths_to_padding_mask(lengths.to(features.device), features.shape[1])
+    frames = features[valid].to(torch.float64)  # (sum(lengths), F)
+    if frames.shape[0] < 2:
+        raise ValueError(f"fit_global_stats needs at least 2 real frames, got {frames.shape[0]}")
+    mean, std = frames.mean(dim=0), frames.std(dim=0) + std_guard
+    return FeatureStats(mean.to(features.dtype), std.to(features.dtype))
+
+
+class LogMelFrontend(nn.Module):
+    """Waveforms -> log-mel features, batched and padding-aware (the paper's 80-bin input).
+
+    Args:
+        config: the frontend's choices (see `FeatureConfig` for their NeMo names).
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or FeatureConfig()
+        window = _WINDOWS[config.window](config.win_length, periodic=False)
+        filters = mel_filterbank(
+            config.sample_rate,
+            config.n_fft,
+            config.n_mels,
+            config.f_min,
+            config.f_max,
+            config.mel_norm,
+        )
+        # Both follow from the config, so they stay out of the state dict.
+        self.register_buffer("window", window, persistent=False)
+        self.register_buffer("mel_basis", filters.T.contiguous(), persistent=False)  # (K, F)
+        if config.normalize == "global":  # identity until set_global_stats
+            self.register_buffer("global_mean", torch.zeros(config.n_mels))
+            self.register_buffer("global_std", torch.ones(config.n_mels))
+
+    @property
+    def _stft_padding(self) -> int:
+        """Zeros each side of the signal before framing (torch.stft's centre pad or NeMo's)."""
+        if self.config.exact_pad:
+            return (self.config.n_fft - self.config.hop_length) // 2
+        return self.config.n_fft // 2
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Real frames (B,) int64 for `lengths` (B,) samples; 0 samples give 0 frames."""
+        cfg = self.config
+        padded = lengths.long() + 2 * self._stft_padding - cfg.n_fft
+        frames = torch.div(padded, cfg.hop_length, rounding_mode="floor") + 1
+        if not cfg.count_final_frame:
+            frames = frames - 1
+        return torch.where(lengths > 0, frames.clamp(min=0), torch.zeros_like(frames))
+
+    def set_global_stats(self, stats: FeatureStats) -> None:
+        """Store fitted per-bin statistics (normalize="global" only)."""
+        if self.config.normalize != "global":
+            raise ValueError(f"normalize={self.config.normalize!r}: global stats need 'global'")
+        for name, value in (("mean", stats.mean), ("std", stats.std)):
+            if value.shape != (self.config.n_mels,):
+                raise ValueError(
+                    f"stats.{name} shape {tuple(value.shape)} != ({self.config.n_mels},)"
+                )
+        if not bool((stats.std > 0).all()):
+            raise ValueError("stats.std must be positive in every bin")
+        self.global_mean.copy_(stats.mean)
+        self.global_std.copy_(stats.std)
+
+    def forward(
+        self, waveforms: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """waveforms (B, N) float, lengths (B,) int samples -> features (B, T, F) float32,
+        frame_lengths (B,) int64 (`output_lengths`). T: the STFT's frames for N samples
+        (1 + N // hop_length by default), rounded up to a multiple of pad_to."""
+        self._check_inputs(waveforms, lengths)
+        lengths = lengths.to(waveforms.device)
+        frame_lengths = self.output_lengths(lengths)
+        # Full precision whatever the caller's autocast: log-mels of fp16 power spectra overflow.
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            samples = self._prepare(waveforms.float(), lengths)
+            mel = self._power_spectrum(samples) @ self.mel_basis  # (B, T, K) @ (K, F)
+            features = self._normalize(self._log(mel), frame_lengths)
+        padding = lengths_to_padding_mask(frame_lengths, features.shape[1])
+        features = features.masked_fill(padding.unsqueeze(-1), self.config.pad_value)
+        return self._pad_to_multiple(features), frame_lengths
+
+    def _check_inputs(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> None:
+        if waveforms.ndim != 2 or lengths.shape != waveforms.shape[:1]:
+            raise ValueError(
+                f"expected waveforms (B, N) and lengths (B,), got {tuple(waveforms.shape)} "
+                f"and {tuple(lengths.shape)}"
+            )
+        if lengths.is_floating_point():
+            raise ValueError(f"lengths must be integer sample counts, got {lengths.dtype}")
+        if lengths.numel() and not bool(((lengths >= 0) & (lengths <= waveforms.shape[1])).all()):
+            raise ValueError(f"lengths must lie in [0, {waveforms.shape[1]}] samples")
+        if self.config.exact_pad and waveforms.shape[1] < self.config.hop_length:
+            raise ValueError(
+                f"exact_pad needs at least hop_length={self.config.hop_length} samples"
+            )
+
+    def _prepare(self, samples: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Dither and pre-emphasis on the real samples; zeros after each utterance's end."""
+        cfg = self.config
+        padding = lengths_to_padding_mask(lengths, samples.shape[1])  # (B, N)
+        samples = samples.masked_fill(padding, 0.0)
+        if self.training and cfg.dither > 0:
+            samples = samples + cfg.dither * torch.randn_like(samples).masked_fill(padding, 0.0)
+        if cfg.preemphasis is not None:
+            emphasised = samples[:, 1:] - cfg.preemphasis * samples[:, :-1]
+            # y[0] = x[0], as NeMo. Re-zero the padding (NeMo does too): its first sample would
+            # hold -a * x[N - 1], which the same utterance alone never produces.
+            samples = torch.cat([samples[:, :1], emphasised], dim=1).masked_fill(padding, 0.0)
+        return samples
+
+    def _power_spectrum(self, samples: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> |STFT|**mag_power (B, T, n_fft // 2 + 1)."""
+        cfg = self.config
+        if cfg.exact_pad:
+            samples = F.pad(samples, (self._stft_padding, self._stft_padding))
+        spectrum = torch.stft(
+            samples,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
+            window=self.window,
+            center=not cfg.exact_pad,
+            pad_mode="constant",  # zeros, as NeMo: reflection would see into the batch padding
+            return_complex=True,
+        )  # (B, K, T)
+        power = torch.view_as_real(spectrum).pow(2).sum(-1)  # |X|^2 (NeMo: sqrt, then pow)
+        if cfg.mag_power != 2.0:
+            power = power.pow(cfg.mag_power / 2)
+        return power.transpose(1, 2)
+
+    def _log(self, mel: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if not cfg.log:
+            return mel
+        guard = cfg.log_guard_value
+        if isinstance(guard, str):
+            guard = getattr(torch.finfo(mel.dtype), guard)
+        if cfg.log_guard_type == "add":
+            return torch.log(mel + guard)
+        return torch.log(mel.clamp(min=guard))
+
+    def _normalize(self, features: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) -> normalised over each utterance's real frames only."""
+        cfg = self.config
+        if cfg.normalize == "none":
+            return features
+        if cfg.normalize == "global":
+            return (features - self.global_mean) / self.global_std
+        valid = ~lengths_to_padding_mask(frame_lengths, features.shape[1])
+        valid = valid.unsqueeze(-1).to(features.dtype)  # (B, T, 1)
+        count = valid.sum(dim=1, keepdim=True)  # (B, 1, 1)
+        dims: tuple[int, ...] = (1,)
+        if cfg.normalize == "all_features":
+            dims, count = (1, 2), count * features.shape[-1]
+        mean = (features * valid).sum(dims, keepdim=True) / count.clamp(min=1)
+        squares = ((features - mean) * valid).pow(2).sum(dims, keepdim=True)
+        # Unbiased, as NeMo; one frame gives std 0 and features 0, as NeMo's NaN -> 0 does.
+        std = (squares / (count - 1).clamp(min=1)).sqrt()
+        return (features - mean) / (std + cfg.std_guard)
+
+    def _pad_to_multiple(self, features: torch.Tensor) -> torch.Tensor:
+        pad_to = self.config.pad_to
+        extra = -features.shape[1] % pad_to if pad_to else 0
+        if extra == 0:
+            return features
+        return F.pad(features, (0, 0, 0, extra), value=self.config.pad_value)
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    """SpecAugment (Park et al. 2019) as the paper's recipe: masks per utterance and widths.
+
+    freq_width: widest frequency mask in bins. time_width: widest time mask; a float in [0, 1]
+    is a fraction of each utterance's own length (at least one frame), an int is frames, as
+    NeMo's `SpectrogramAugmentation`. The paper uses 5 time masks for XS/S/SM, 7 for M, 10 for
+    ML/L.
+    """
+
+    freq_masks: int = 2
+    freq_width: int = 27
+    time_masks: int = 5
+    time_width: float | int = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("freq_masks", "freq_width", "time_masks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a non-negative integer")
+        width = self.time_width
+        if isinstance(width, bool) or not isinstance(width, (int, float)):
+            raise ValueError(f"time_width={width!r} must be a fraction (float) or frames (int)")
+        if isinstance(width, float) and not 0.0 <= width <= 1.0:
+            raise ValueError(f"time_width={width!r} as a fraction must lie in [0, 1]")
+        if width < 0:
+            raise ValueError(f"time_width={width!r} must be >= 0")
+
+    def replace(self, **changes: Any) -> SpecAugmentConfig:
+        return dataclasses.replace(self, **changes)
+
+
+class SpecAugment(nn.Module):
+    """Zero random frequency bands and time spans of each utterance; identity in eval mode.
+
+    Masked values are set to 0, which after per-feature normalisation is the utterance's mean of
+    that bin. Time masks lie inside each utterance's real frames; padded frames are never
+    touched. Each width is uniform in [0, max width], each start uniform over the positions
+    that keep the widest mask inside (NeMo's draws). Randomness comes from torch's RNG of the
+    features' device, or from `generator`.
+    """
+
+    def __init__(self, config: SpecAugmentConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SpecAugmentConfig()
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """features (B, T, F), lengths (B,) frames -> features (B, T, F), masked if training."""
+        cfg = self.config
+        if not self.training or cfg.freq_masks + cfg.time_masks == 0:
+            return features
+        return features.masked_fill(self.sample_mask(features, lengths, generator), 0.0)
+
+    def sample_mask(
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """A fresh (B, T, F) bool mask for `features`, True where SpecAugment zeroes."""
+        cfg = self.config
+        _, frames, bins = features.shape
+        lengths = lengths.to(features.device).long().clamp(max=frames)
+        if isinstance(cfg.time_width, float):
+            time_width = (lengths.double() * cfg.time_width).floor().long().clamp(min=1)
+        else:
+            time_width = torch.full_like(lengths, cfg.time_width)
+        time = _random_spans(cfg.time_masks, time_width, lengths, frames, generator)
+        all_bins = torch.full_like(lengths, bins)
+        freq_width = torch.full_like(lengths, cfg.freq_width)
+        freq = _random_spans(cfg.freq_masks, freq_width, all_bins, bins, generator)
+        real = ~lengths_to_padding_mask(lengths, frames)  # (B, T)
+        mask = freq.unsqueeze(1) & real.unsqueeze(2)  # (B, T, F): bands on real frames only
+        return mask.logical_or_(time.unsqueeze(2))  # time spans already end within lengths
+
+
+def _random_spans(
+    count: int,
+    max_width: torch.Tensor,
+    limit: torch.Tensor,
+    size: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """(B, size) bool: the union of `count` random spans per row, each inside [0, limit).
+
+    max_width, limit: (B,) int64. Widths are uniform in [0, w] and starts uniform in
+    [0, limit - w], with w = min(max_width, limit), so no span crosses `limit`.
+    """
+    batch = limit.shape[0]
+    device = limit.device
+    if count == 0 or batch == 0:
+        return torch.zeros(batch, size, dtype=torch.bool, device=device)
+    widest = max_width.clamp(max=limit).unsqueeze(1)  # (B, 1)
+    draws = torch.rand(2, batch, count, dtype=torch.float64, device=device, generator=generator)
+    width = (draws[0] * (widest + 1)).long().clamp(max=widest)  # (B, count), U{0..w}
+    last_start = limit.unsqueeze(1) - widest
+    start = (draws[1] * (last_start + 1)).long().clamp(max=last_start)  # U{0..limit - w}
+    position = torch.arange(size, device=device)  # (size,)
+    inside = (position >= start.unsqueeze(2)) & (position < (start + width).unsqueeze(2))
+    return inside.any(dim=1)  # (B, count, size) -> (B, size)

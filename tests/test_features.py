@@ -1,0 +1,300 @@
+"""LogMelFrontend against an independent numpy + librosa reference; SpecAugment's masks."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from squeezer.features import (
+    FeatureConfig,
+    LogMelFrontend,
+    SpecAugment,
+    SpecAugmentConfig,
+    fit_global_stats,
+    mel_filterbank,
+)
+
+HOP = 160
+
+
+def reference_log_mel(signal: np.ndarray, normalize: bool) -> np.ndarray:
+    """The default FeatureConfig in float64 numpy + librosa: (T, 80)."""
+    x = signal.astype(np.float64)
+    emphasised = np.concatenate([x[:1], x[1:] - 0.97 * x[:-1]])
+    spectrum = librosa.stft(
+        emphasised,
+        n_fft=512,
+        hop_length=HOP,
+        win_length=400,
+        window=np.hanning(400),  # symmetric Hann, as NeMo's torch.hann_window(periodic=False)
+        center=True,
+        pad_mode="constant",
+    )
+    filters = librosa.filters.mel(sr=16_000, n_fft=512, n_mels=80, fmin=0, fmax=8000, htk=False)
+    log_mel = np.log(filters.astype(np.float64) @ np.abs(spectrum) ** 2 + 2.0**-24).T
+    if normalize:
+        mean, std = log_mel.mean(axis=0), log_mel.std(axis=0, ddof=1)
+        log_mel = (log_mel - mean) / (std + 1e-5)
+    return log_mel
+
+
+def speech_level_noise(length: int, seed: int) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal(length)).astype(np.float32)
+
+
+def run(frontend: LogMelFrontend, signals: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad `signals` into one batch and run the frontend."""
+    batch = torch.zeros(len(signals), max(len(s) for s in signals))
+    for row, signal in enumerate(signals):
+        batch[row, : len(signal)] = torch.from_numpy(signal)
+    return frontend(batch, torch.tensor([len(s) for s in signals]))
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "n_mels", "rate", "n_fft"),
+    [(0.0, 8000.0, 80, 16_000, 512), (20.0, 3800.0, 40, 8_000, 256), (0.0, None, 64, 22_050, 1024)],
+)
+def test_mel_filterbank_matches_librosa(low, high, n_mels, rate, n_fft) -> None:
+    ours = mel_filterbank(rate, n_fft, n_mels, low, high).numpy()
+    theirs = librosa.filters.mel(
+        sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=low, fmax=high, htk=False, norm="slaney"
+    )
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_mel_filterbank_without_norm_matches_librosa() -> None:
+    ours = mel_filterbank(16_000, 512, 80, norm="none").numpy()
+    theirs = librosa.filters.mel(sr=16_000, n_fft=512, n_mels=80, norm=None)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=512 is too large")  # librosa, on the 401-sample case
+@pytest.mark.parametrize("normalize", ["none", "per_feature"])
+def test_matches_librosa_reference(normalize: str) -> None:
+    """Max abs difference < 5e-4 against the float64 reference (measured: about 6e-5).
+
+    Speech-level signals only: a near-silent bin has a per-utterance std near the 1e-5 guard,
+    and normalisation then magnifies float32 rounding well past any fixed tolerance.
+    """
+    frontend = LogMelFrontend(FeatureConfig(normalize=normalize)).eval()
+    for seed, length in enumerate([401, 1601, 3999, 12_345]):
+        signal = speech_level_noise(length, seed)
+        features, frame_lengths = run(frontend, [signal])
+        expected = reference_log_mel(signal, normalize == "per_feature")
+        assert features.dtype == torch.float32 and features.shape == (1, *expected.shape)
+        assert frame_lengths.tolist() == [expected.shape[0]]
+        assert np.abs(features[0].numpy() - expected).max() < 5e-4
+
+
+@pytest.mark.parametrize("normalize", ["per_feature", "all_features", "none"])
+def test_each_utterance_alone_equals_its_row_in_a_batch(normalize: str) -> None:
+    frontend = LogMelFrontend(FeatureConfig(normalize=normalize, pad_to=16)).eval()
+    signals = [speech_level_noise(n, n) for n in (8_000, 1, 161, 3_777, 320, 4_999)]
+    batch, lengths = run(frontend, signals)
+    assert batch.shape[1] % 16 == 0
+    for row, signal in enumerate(signals):
+        alone, alone_lengths = run(frontend, [signal])
+        frames = int(alone_lengths[0])
+        assert lengths[row] == frames
+        # Leaking padding would differ by O(1); a different batch shape only changes float32
+        # rounding in the FFT (about 1e-6), which normalisation can magnify by 1 / std.
+        torch.testing.assert_close(batch[row, :frames], alone[0, :frames], atol=1e-4, rtol=1e-4)
+        assert (batch[row, frames:] == 0).all()
+
+
+def test_frame_lengths_formula() -> None:
+    """1 + N // hop for every N in 1..2000, and each equals the frames a lone run produces."""
+    frontend = LogMelFrontend(FeatureConfig(normalize="none")).eval()
+    lengths = torch.arange(1, 2001)
+    torch.testing.assert_close(frontend.output_lengths(lengths), 1 + lengths // HOP)
+    _, batch_lengths = frontend(torch.zeros(2000, 2000), lengths)
+    torch.testing.assert_close(batch_lengths, 1 + lengths // HOP)
+    edges = [n for k in range(13) for n in (k * HOP - 1, k * HOP, k * HOP + 1) if 0 < n <= 2000]
+    for n in [*range(1, 20), *edges, 2000]:
+        features, frame_lengths = frontend(torch.randn(1, n), torch.tensor([n]))
+        assert features.shape[1] == frame_lengths[0] == 1 + n // HOP, n
+
+
+def test_zero_samples_give_zero_frames() -> None:
+    frontend = LogMelFrontend().eval()
+    features, lengths = frontend(torch.randn(2, 800), torch.tensor([800, 0]))
+    assert lengths.tolist() == [6, 0]
+    assert torch.isfinite(features).all() and (features[1] == 0).all()
+
+
+def test_nemo2_frame_count_drops_the_final_frame() -> None:
+    frontend = LogMelFrontend(FeatureConfig(count_final_frame=False)).eval()
+    features, lengths = frontend(torch.randn(1, 1600), torch.tensor([1600]))
+    assert features.shape[1] == 11 and lengths.tolist() == [10]
+    assert (features[0, 10] == 0).all()
+
+
+def test_exact_pad_gives_n_over_hop_frames() -> None:
+    frontend = LogMelFrontend(FeatureConfig(exact_pad=True)).eval()
+    for n in (160, 1599, 1600, 1601):
+        features, lengths = frontend(torch.randn(1, n), torch.tensor([n]))
+        assert features.shape[1] == lengths[0] == n // HOP
+
+
+def test_per_feature_statistics_over_real_frames() -> None:
+    features, lengths = run(LogMelFrontend().eval(), [speech_level_noise(8000, 0)] * 2)
+    real = features[0, : lengths[0]]
+    torch.testing.assert_close(real.mean(0), torch.zeros(80), atol=1e-5, rtol=0)
+    torch.testing.assert_close(real.std(0), torch.ones(80), atol=1e-3, rtol=0)
+
+
+def test_global_normalisation_from_fitted_stats() -> None:
+    raw = LogMelFrontend(FeatureConfig(normalize="none")).eval()
+    frontend = LogMelFrontend(FeatureConfig(normalize="global")).eval()
+    signals = [speech_level_noise(n, n) for n in (4000, 9000)]
+    unfitted, _ = run(frontend, signals)
+    features, lengths = run(raw, signals)
+    torch.testing.assert_close(unfitted, features)  # mean 0, std 1 until fitted
+    stats = fit_global_stats(features, lengths)
+    frontend.set_global_stats(stats)
+    normalised, _ = run(frontend, signals)
+    real = torch.cat([normalised[i, : lengths[i]] for i in range(2)])
+    torch.testing.assert_close(real.mean(0), torch.zeros(80), atol=1e-4, rtol=0)
+    assert set(frontend.state_dict()) == {"global_mean", "global_std"}
+    assert not LogMelFrontend().state_dict()  # window and filters follow from the config
+
+
+def test_dither_only_in_training() -> None:
+    frontend = LogMelFrontend(FeatureConfig(dither=1e-3))
+    signal = [speech_level_noise(3200, 0)]
+    eval_a, _ = run(frontend.eval(), signal)
+    eval_b, _ = run(frontend, signal)
+    torch.testing.assert_close(eval_a, eval_b, atol=0, rtol=0)
+    trained, _ = run(frontend.train(), signal)
+    assert not torch.equal(trained, eval_a)
+
+
+def test_device_follows_the_input() -> None:
+    frontend = LogMelFrontend()
+    features, lengths = frontend(torch.randn(2, 1000), torch.tensor([1000, 500]))
+    assert features.device == lengths.device == torch.device("cpu")
+    assert lengths.dtype == torch.int64
+    if torch.cuda.is_available():
+        cuda_features, _ = frontend.cuda()(torch.randn(2, 1000).cuda(), torch.tensor([1000, 5]))
+        assert cuda_features.is_cuda
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"n_mels": 0}, "n_mels"),
+        ({"win_length": 1024}, "win_length"),
+        ({"window": "kaiser"}, "window"),
+        ({"normalize": "batch"}, "normalize"),
+        ({"f_max": 9000.0}, "f_max"),
+        ({"preemphasis": 1.5}, "preemphasis"),
+        ({"exact_pad": True, "hop_length": 161}, "hop_length"),
+        ({"log_guard_value": "huge"}, "log_guard_value"),
+        ({"pad_to": -1}, "pad_to"),
+    ],
+)
+def test_config_errors_name_the_field(changes: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        FeatureConfig(**changes)
+
+
+def test_bad_inputs() -> None:
+    frontend = LogMelFrontend()
+    with pytest.raises(ValueError, match="lengths"):
+        frontend(torch.randn(2, 100), torch.tensor([100, 101]))
+    with pytest.raises(ValueError, match="lengths"):
+        frontend(torch.randn(2, 100), torch.tensor([100]))
+    with pytest.raises(ValueError, match="integer"):
+        frontend(torch.randn(1, 100), torch.tensor([100.0]))
+
+
+# -- SpecAugment ------------------------------------------------------------------------------
+
+
+def positive_features(lengths: list[int], frames: int, bins: int = 80) -> torch.Tensor:
+    """(B, T, F) features > 0 on real frames and 0 on padding, so zeros show the masks."""
+    features = torch.rand(len(lengths), frames, bins) + 1.0
+    for row, length in enumerate(lengths):
+        features[row, length:] = 0.0
+    return features
+
+
+def masked_runs(row: torch.Tensor) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool tensor."""
+    edges = torch.cat([torch.zeros(1), row.float(), torch.zeros(1)]).diff()  # +1 opens, -1 closes
+    return ((edges == -1).nonzero() - (edges == 1).nonzero()).flatten().tolist()
+
+
+def test_spec_augment_is_identity_in_eval() -> None:
+    augment = SpecAugment().eval()
+    features = positive_features([100, 60], 100)
+    assert augment(features, torch.tensor([100, 60])) is features
+
+
+def test_spec_augment_masks_stay_inside_real_frames() -> None:
+    lengths = [400, 250, 37, 1]
+    augment = SpecAugment(SpecAugmentConfig(time_masks=10)).train()
+    for _ in range(20):
+        features = positive_features(lengths, 400)
+        masked = augment(features, torch.tensor(lengths))
+        for row, length in enumerate(lengths):
+            torch.testing.assert_close(masked[row, length:], features[row, length:])
+        zeroed = masked == 0
+        assert zeroed.any()
+        assert (masked[~zeroed] == features[~zeroed]).all()
+
+
+def test_spec_augment_widths_and_counts() -> None:
+    config = SpecAugmentConfig(freq_masks=1, freq_width=27, time_masks=1, time_width=0.05)
+    augment = SpecAugment(config).train()
+    length = 1000
+    for _ in range(20):
+        masked = augment(positive_features([length], length), torch.tensor([length]))[0]
+        time_masked = (masked == 0).all(dim=1)  # (T,) whole frames zeroed
+        freq_masked = (masked == 0).all(dim=0)  # (F,) whole bins zeroed
+        assert all(run <= 50 for run in masked_runs(time_masked))  # 5 % of 1000 frames
+        assert len(masked_runs(time_masked)) <= 1
+        assert sum(masked_runs(freq_masked)) <= 27 and len(masked_runs(freq_masked)) <= 1
+    config = SpecAugmentConfig(freq_masks=2, time_masks=5, time_width=0.05)
+    mask = SpecAugment(config).sample_mask(
+        positive_features([length], length), torch.tensor([1000])
+    )
+    assert mask[0].all(dim=1).sum() <= 5 * 50 and mask[0].all(dim=0).sum() <= 2 * 27
+
+
+def test_spec_augment_with_masks_wider_than_the_input() -> None:
+    config = SpecAugmentConfig(freq_masks=2, freq_width=27, time_masks=3, time_width=10)
+    augment = SpecAugment(config).train()
+    for _ in range(20):
+        features = positive_features([3, 2], 3, bins=8)
+        masked = augment(features, torch.tensor([3, 2]))
+        assert masked.shape == features.shape
+        torch.testing.assert_close(masked[1, 2:], features[1, 2:])
+
+
+def test_spec_augment_is_reproducible() -> None:
+    augment = SpecAugment().train()
+    features, lengths = positive_features([500, 300], 500), torch.tensor([500, 300])
+    torch.manual_seed(7)
+    first = augment(features, lengths)
+    torch.manual_seed(7)
+    torch.testing.assert_close(augment(features, lengths), first)
+    generator = torch.Generator().manual_seed(3)
+    other = augment(features, lengths, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(augment(features, lengths, generator=generator), other)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"freq_masks": -1}, "freq_masks"),
+        ({"time_width": 1.5}, "time_width"),
+        ({"time_width": -2}, "time_width"),
+    ],
+)
+def test_spec_augment_config_errors(changes: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        SpecAugmentConfig(**changes)
