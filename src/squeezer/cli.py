@@ -108,6 +108,17 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    """Train a CTC model from a recipe."""
+    from squeezer.recipe import load_recipe
+    from squeezer.train import train
+
+    config = load_recipe(args.recipe, args.set)
+    model_dir = train(config, args.out, resume=args.resume)
+    print(model_dir)
+    return 0
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     parser = argparse.ArgumentParser(prog="squeezer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
@@ -140,7 +151,20 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
 
+    train = verbs.add_parser("train", help="train a CTC model from a recipe YAML")
+    train.add_argument("recipe", type=Path)
+    train.add_argument("--out", type=Path, required=True, help="run directory")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. optim.peak_lr=1e-3 (repeatable)",
+    )
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+
     verb_functions = {
+        "train": _train,
         "presets": _presets,
         "bench": _bench,
         "prepare": _prepare,

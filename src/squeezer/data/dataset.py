@@ -1,0 +1,244 @@
+"""From CutSets to padded batches: filtering, Lhotse's bucketing sampler, on-the-fly features.
+
+The sampler is Lhotse's `DynamicBucketingSampler` (batches by total duration, DDP-aware: each
+rank reads its own share); `AsrDataset` turns one sampled CutSet into a batch in a DataLoader
+worker: it loads and resamples audio, computes log-mel features and tokenizes the text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from lhotse import CutSet
+from lhotse.cut import Cut
+from lhotse.dataset import DynamicBucketingSampler
+from torch.utils.data import DataLoader, Dataset
+
+from squeezer.audio import SAMPLE_RATE, AudioError, load_audio
+from squeezer.features import LogMelFrontend
+
+__all__ = [
+    "AsrBatch",
+    "AsrDataset",
+    "FilterReport",
+    "ctc_frames_needed",
+    "cut_text",
+    "filter_cuts",
+    "load_cut_audio",
+    "make_dataloader",
+]
+
+log = logging.getLogger(__name__)
+
+
+def cut_text(cut: Cut) -> str:
+    """The transcript of a cut: its supervisions' texts joined in order."""
+    return " ".join(s.text for s in sorted(cut.supervisions, key=lambda s: s.start) if s.text)
+
+
+def ctc_frames_needed(tokens: Sequence[int]) -> int:
+    """The fewest frames a CTC alignment of `tokens` needs: one per token, one per repeat."""
+    repeats = sum(1 for a, b in itertools.pairwise(tokens) if a == b)
+    return len(tokens) + repeats
+
+
+@dataclass
+class FilterReport:
+    """How many cuts were kept, and how many were dropped for each reason."""
+
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        dropped = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.dropped.items()))
+        return f"kept {self.kept} utterances; dropped {dropped or 'none'}"
+
+
+def _drop_reason(
+    cut: Cut,
+    encode: Callable[[str], list[int]],
+    output_frames: Callable[[int], int],
+    min_duration: float,
+    max_duration: float,
+) -> str | None:
+    if cut.duration < min_duration:
+        return f"shorter than {min_duration} s"
+    if cut.duration > max_duration:
+        return f"longer than {max_duration} s"
+    text = cut_text(cut)
+    if not text.strip():
+        return "empty transcript"
+    try:
+        tokens = encode(text)
+    except ValueError:
+        return "text the tokenizer cannot encode"
+    if not tokens:
+        return "empty transcript"
+    samples = round(cut.duration * SAMPLE_RATE)
+    if ctc_frames_needed(tokens) > output_frames(samples):
+        return "more tokens than encoder frames (CTC cannot align)"
+    return None
+
+
+def filter_cuts(
+    cuts: CutSet,
+    encode: Callable[[str], list[int]],
+    output_frames: Callable[[int], int],
+    min_duration: float = 0.1,
+    max_duration: float = 30.0,
+) -> tuple[CutSet, FilterReport]:
+    """Drop cuts that must not reach the loss, counting each reason.
+
+    Args:
+        cuts: the corpus.
+        encode: text -> token ids (the tokenizer's `encode`).
+        output_frames: audio samples -> encoder output frames (features + encoder lengths).
+        min_duration, max_duration: seconds.
+    """
+    report, kept = FilterReport(), []
+    for cut in cuts:
+        reason = _drop_reason(cut, encode, output_frames, min_duration, max_duration)
+        if reason is None:
+            kept.append(cut)
+        else:
+            report.dropped[reason] += 1
+    report.kept = len(kept)
+    if report.dropped:
+        log.info("filter: %s", report.summary())
+    return CutSet.from_cuts(kept), report
+
+
+def load_cut_audio(cut: Cut, max_seconds: float | None = None) -> np.ndarray:
+    """The cut's span of its recording, mono at 16 kHz: float32 (N,)."""
+    source = cut.recording.sources[0]
+    if source.type != "file":
+        raise AudioError(cut.id, f"only file-based recordings are supported, got {source.type}")
+    audio = load_audio(source.source, max_seconds=max_seconds)
+    start = round(cut.start * SAMPLE_RATE)
+    end = start + round(cut.duration * SAMPLE_RATE)
+    segment = audio[start:end]
+    if segment.size == 0:
+        raise AudioError(source.source, f"no samples in {cut.start:.2f}-{cut.end:.2f} s")
+    return segment
+
+
+@dataclass
+class AsrBatch:
+    """features (B, T, F), feature_lengths (B,), targets (B, S) zero-padded, target_lengths."""
+
+    features: torch.Tensor
+    feature_lengths: torch.Tensor
+    targets: torch.Tensor
+    target_lengths: torch.Tensor
+    texts: list[str]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to(self, device: torch.device | str) -> AsrBatch:
+        return AsrBatch(
+            self.features.to(device, non_blocking=True),
+            self.feature_lengths.to(device, non_blocking=True),
+            self.targets.to(device, non_blocking=True),
+            self.target_lengths.to(device, non_blocking=True),
+            self.texts,
+            self.ids,
+        )
+
+
+def pad_sequences(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D tensors -> (B, max length) zero-padded, and their lengths (B,)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+    longest = max((len(s) for s in sequences), default=0)
+    padded = torch.zeros(len(sequences), longest, dtype=sequences[0].dtype)
+    for row, sequence in enumerate(sequences):
+        padded[row, : len(sequence)] = sequence
+    return padded, lengths
+
+
+class AsrDataset(Dataset):
+    """Lhotse-style map dataset: a CutSet (one sampled batch) -> `AsrBatch`.
+
+    A cut whose audio fails to load is left out of its batch with a warning naming the file,
+    so one bad file never stops training; a batch may therefore come back empty (len 0).
+    """
+
+    def __init__(
+        self,
+        frontend: LogMelFrontend,
+        encode: Callable[[str], list[int]],
+        max_seconds: float | None = None,
+    ) -> None:
+        self.frontend = frontend.eval()
+        self.encode = encode
+        self.max_seconds = max_seconds
+
+    def __getitem__(self, cuts: CutSet) -> AsrBatch:
+        waveforms, targets, texts, ids = [], [], [], []
+        for cut in cuts:
+            try:
+                waveform = load_cut_audio(cut, self.max_seconds)
+            except AudioError as error:
+                log.warning("skipping %s: %s", cut.id, error)
+                continue
+            text = cut_text(cut)
+            waveforms.append(torch.from_numpy(waveform))
+            targets.append(torch.tensor(self.encode(text), dtype=torch.int64))
+            texts.append(text)
+            ids.append(cut.id)
+        if not ids:
+            empty = torch.zeros(0, dtype=torch.int64)
+            features = torch.zeros(0, 0, self.frontend.config.n_mels)
+            return AsrBatch(features, empty, torch.zeros(0, 0, dtype=torch.int64), empty, [], [])
+        audio, audio_lengths = pad_sequences(waveforms)
+        with torch.no_grad():
+            features, feature_lengths = self.frontend(audio, audio_lengths)
+        padded_targets, target_lengths = pad_sequences(targets)
+        return AsrBatch(features, feature_lengths, padded_targets, target_lengths, texts, ids)
+
+
+def make_dataloader(
+    cuts: CutSet,
+    dataset: AsrDataset,
+    max_batch_seconds: float,
+    shuffle: bool,
+    num_workers: int = 0,
+    seed: int = 0,
+    num_buckets: int = 10,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader over duration-bucketed batches of about `max_batch_seconds` of audio.
+
+    The sampler is DDP-aware (it reads the process group's rank and world size), and its
+    `state_dict()` lets a resumed run continue where it stopped.
+    """
+    with warnings.catch_warnings():
+        # Lhotse suggests lazy manifests for memory; our manifests fit in memory by design.
+        warnings.filterwarnings("ignore", message=".*eagerly read CutSet.*")
+        sampler = _sampler(cuts, max_batch_seconds, shuffle, seed, num_buckets, drop_last)
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def _sampler(cuts, max_batch_seconds, shuffle, seed, num_buckets, drop_last):
+    return DynamicBucketingSampler(
+        cuts,
+        max_duration=max_batch_seconds,
+        shuffle=shuffle,
+        num_buckets=max(1, min(num_buckets, len(cuts) // 2)),
+        seed=seed,
+        drop_last=drop_last,
+    )

@@ -1,0 +1,374 @@
+"""The CTC training loop: plain PyTorch, one process or many (torchrun + DDP).
+
+    squeezer train RECIPE.yaml --out runs/xs [--set optim.peak_lr=1e-3 ...] [--resume]
+
+Layout of the run directory: `config.yaml` (the resolved recipe), `tokenizer/`,
+`checkpoints/checkpoint-<step>.pt`, `metrics.jsonl`, and at the end `model/` (a model
+directory: averaged or EMA weights, config and tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from squeezer.checkpoint import (
+    average_model_states,
+    checkpoint_paths,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, make_dataloader
+from squeezer.data.manifests import load_cuts
+from squeezer.distributed import Distributed, all_agree, barrier, init_distributed, seed_everything
+from squeezer.features import LogMelFrontend, SpecAugment
+from squeezer.model import AsrModel, save_model
+from squeezer.recipe import TrainConfig
+from squeezer.schedule import NoamHoldAnnealing
+from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
+
+__all__ = ["TrainState", "train"]
+
+log = logging.getLogger("squeezer.train")
+
+
+@dataclass
+class TrainState:
+    """Where the run is: restored on --resume together with model and optimiser."""
+
+    step: int = 0  # optimiser steps taken
+    epoch: int = 0
+    batches_in_epoch: int = 0  # batches consumed in `epoch` (the sampler's position)
+    bad_steps: int = 0  # non-finite steps skipped, in total
+    bad_in_a_row: int = 0
+    utterances: int = 0
+    elapsed_s: float = 0.0  # training wall time before this process started
+
+
+def _prepare_tokenizer(config: TrainConfig, out_dir: Path, dist: Distributed, cuts) -> Tokenizer:
+    directory = out_dir / "tokenizer"
+    if dist.is_main and not (directory / "tokenizer.json").is_file():
+        texts = [cut_text(cut) for cut in cuts]
+        tok = config.tokenizer
+        build_tokenizer(tok.kind, texts, directory, tok.vocab_size, tok.model_type)
+    barrier()
+    return load_tokenizer(directory)
+
+
+def _precision(config: TrainConfig, device: torch.device):
+    precision = config.run.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _ctc_loss(model: torch.nn.Module, batch: AsrBatch, augment: SpecAugment | None):
+    features = batch.features
+    if augment is not None:
+        features = augment(features, batch.feature_lengths)
+    log_probs, lengths = model(features, batch.feature_lengths)
+    # Mean over utterances of the loss per target token (NeMo's and torch's "mean").
+    return F.ctc_loss(
+        log_probs.float().transpose(0, 1),
+        batch.targets,
+        lengths,
+        batch.target_lengths,
+        blank=0,
+        reduction="mean",
+        zero_infinity=False,
+    )
+
+
+class Trainer:
+    """Holds the pieces of one run; `fit()` runs it to the end."""
+
+    def __init__(self, config: TrainConfig, out_dir: Path, resume: bool) -> None:
+        self.config, self.out_dir = config, out_dir
+        self.dist = init_distributed(config.run.device)
+        seed_everything(config.run.seed + self.dist.rank)
+        if self.dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            config.to_yaml(out_dir / "config.yaml")
+        cuts = load_cuts(config.data.train)
+        self.tokenizer = _prepare_tokenizer(config, out_dir, self.dist, cuts)
+        encoder = config.encoder_config()
+        self.model = AsrModel(encoder, self.tokenizer.vocab_size, config.features)
+        self.model.to(self.dist.device)
+        self.loader = self._loader(cuts)
+        self.augment = SpecAugment(config.spec_augment) if config.spec_augment else None
+        self._build_optimizer()
+        self.state = TrainState()
+        self.ema = None
+        if config.run.ema_decay:
+            multi_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(config.run.ema_decay)
+            self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=multi_avg)
+        if resume:
+            self._restore()
+        self.ddp = (
+            DistributedDataParallel(self.model, device_ids=self._device_ids())
+            if self.dist.world_size > 1
+            else self.model
+        )
+
+    def _device_ids(self) -> list[int] | None:
+        return [self.dist.local_rank] if self.dist.device.type == "cuda" else None
+
+    def _loader(self, cuts):
+        data = self.config.data
+        frontend = LogMelFrontend(self.config.features)
+
+        def frames(samples: int) -> int:
+            return int(self.model.frames_for_samples(torch.tensor([samples]))[0])
+
+        cuts, report = filter_cuts(
+            cuts, self.tokenizer.encode, frames, data.min_duration, data.max_duration
+        )
+        if self.dist.is_main:
+            log.info("training data: %s", report.summary())
+        if len(cuts) == 0:
+            raise ValueError(f"{data.train}: no utterance is usable for training")
+        dataset = AsrDataset(frontend, self.tokenizer.encode, max_seconds=data.max_duration + 1)
+        return make_dataloader(
+            cuts,
+            dataset,
+            data.max_batch_seconds,
+            shuffle=True,
+            num_workers=data.num_workers,
+            seed=self.config.run.seed,
+            num_buckets=data.num_buckets,
+            drop_last=self.dist.world_size > 1,
+        )
+
+    def _build_optimizer(self) -> None:
+        optim = self.config.optim
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=optim.peak_lr,
+            betas=optim.betas,
+            weight_decay=optim.weight_decay,
+        )
+        schedule = NoamHoldAnnealing(
+            optim.warmup_steps, optim.hold_steps, optim.decay_rate, optim.min_lr / optim.peak_lr
+        )
+        self.scheduler = schedule.scheduler(self.optimizer)
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "train_state": asdict(self.state),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": list(random.getstate()[1]),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def _save(self) -> None:
+        if self.dist.is_main:
+            state = self._checkpoint_state()
+            save_checkpoint(state, self.out_dir / "checkpoints", self.state.step, self._keep())
+        barrier()
+
+    def _keep(self) -> int:
+        return max(self.config.run.keep_last, self.config.run.average_last)
+
+    def _restore(self) -> None:
+        path = latest_checkpoint(self.out_dir / "checkpoints")
+        if path is None:
+            log.info("no checkpoint in %s: starting from scratch", self.out_dir)
+            return
+        state = load_checkpoint(path, map_location=self.dist.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state = TrainState(**state["train_state"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        random.setstate((3, tuple(state["rng"]["python"]), None))
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        if self.dist.is_main:
+            log.info("resumed from %s at step %d", path.name, self.state.step)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _should_stop(self) -> bool:
+        run = self.config.run
+        if run.max_steps is not None and self.state.step >= run.max_steps:
+            return True
+        over_time = run.max_minutes is not None and self._elapsed() >= 60 * run.max_minutes
+        return not all_agree(not over_time, self.dist.device)  # every rank stops together
+
+    def _elapsed(self) -> float:
+        return self.state.elapsed_s + time.perf_counter() - self._started
+
+    def _batches(self, epoch: int):
+        """The epoch's batches, skipping those a resumed run already consumed."""
+        sampler = self.loader.sampler
+        sampler.set_epoch(epoch)
+        skip = self.state.batches_in_epoch if epoch == self.state.epoch else 0
+        if skip:
+            # Advance the sampler alone (manifests only, no audio), then let the loader
+            # continue from there: Lhotse restores a sampler from its own state dict.
+            iterator = iter(sampler)
+            for _ in range(skip):
+                next(iterator, None)
+            sampler.load_state_dict(sampler.state_dict())
+        return iter(self.loader)
+
+    def _forward_backward(self, batch: AsrBatch, last_micro: bool) -> float | None:
+        """One micro-batch; returns its loss, or None when it is non-finite on any rank."""
+        batch = batch.to(self.dist.device)
+        sync = nullcontext() if last_micro or self.ddp is self.model else self.ddp.no_sync()
+        with sync:
+            with _precision(self.config, self.dist.device):
+                loss = _ctc_loss(self.ddp, batch, self.augment)
+            if not all_agree(bool(torch.isfinite(loss)), self.dist.device):
+                return None
+            (loss / self.config.optim.accumulate).backward()
+        return float(loss.detach())
+
+    def _optimizer_step(self) -> float | None:
+        """Clip, step, schedule; None (and no update) when the gradient is non-finite."""
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return float(norm)
+
+    def _record_bad_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.bad_steps += 1
+        self.state.bad_in_a_row += 1
+        limit = self.config.run.max_bad_steps
+        if self.state.bad_in_a_row >= limit:
+            raise RuntimeError(
+                f"{limit} non-finite losses or gradients in a row at step {self.state.step}: "
+                "stopping (lower optim.peak_lr or check the data)"
+            )
+
+    def _epoch(self, epoch: int, progress: tqdm | None) -> bool:
+        """Train one epoch; True if the run should stop."""
+        accumulate, losses, micro = self.config.optim.accumulate, [], 0
+        window_start, window_utts = time.perf_counter(), 0
+        for batch in self._batches(epoch):
+            self.state.batches_in_epoch += 1
+            micro += 1
+            loss = self._forward_backward(batch, last_micro=micro == accumulate)
+            if loss is None:
+                self._record_bad_step()
+                micro, losses = 0, []
+                continue
+            losses.append(loss)
+            window_utts += len(batch)
+            if micro < accumulate:
+                continue
+            micro = 0
+            norm = self._optimizer_step()
+            if norm is None:
+                self._record_bad_step()
+                losses = []
+                continue
+            self.state.bad_in_a_row = 0
+            self.state.step += 1
+            self.state.utterances += window_utts
+            if self.state.step % self.config.run.log_every == 0 or self.state.step == 1:
+                rate = window_utts / max(time.perf_counter() - window_start, 1e-9)
+                self._log(sum(losses) / len(losses), norm, rate, progress)
+                window_start, window_utts = time.perf_counter(), 0
+            losses = []
+            if progress is not None:
+                progress.update(1)
+            if self.state.step % self.config.run.checkpoint_every == 0:
+                self._save()
+            if self._should_stop():
+                return True
+        return False
+
+    def _log(self, loss: float, norm: float, rate: float, progress: tqdm | None) -> None:
+        if not self.dist.is_main:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        record = {
+            "step": self.state.step,
+            "epoch": self.state.epoch,
+            "loss": round(loss, 5),
+            "lr": lr,
+            "grad_norm": round(norm, 4),
+            "utt_per_s": round(rate, 2),
+            "bad_steps": self.state.bad_steps,
+            "time_s": round(self._elapsed(), 1),
+        }
+        with open(self.out_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if progress is not None:
+            progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}")
+
+    def fit(self) -> Path:
+        """Train to the end of the budget; return the final model directory."""
+        self._started = time.perf_counter()
+        run = self.config.run
+        progress = None
+        if self.dist.is_main:
+            progress = tqdm(total=run.max_steps, initial=self.state.step, desc="train", unit="step")
+        stop = self._should_stop()
+        while not stop and self.state.epoch < run.epochs:
+            stop = self._epoch(self.state.epoch, progress)
+            if not stop:
+                self.state.epoch += 1
+                self.state.batches_in_epoch = 0
+            self.state.elapsed_s = self._elapsed()
+            self._started = time.perf_counter()
+            self._save()
+        if progress is not None:
+            progress.close()
+        return self._finish()
+
+    def _final_weights(self) -> dict[str, torch.Tensor]:
+        if self.ema is not None:
+            return {k[len("module.") :]: v for k, v in self.ema.state_dict().items()
+                    if k.startswith("module.")}  # fmt: skip
+        paths = checkpoint_paths(self.out_dir / "checkpoints")[-self.config.run.average_last :]
+        return average_model_states([load_checkpoint(p)["model"] for p in paths])
+
+    def _finish(self) -> Path:
+        directory = self.out_dir / "model"
+        if self.dist.is_main:
+            final = AsrModel(self.model.config, self.model.vocab_size, self.config.features)
+            final.load_state_dict(self._final_weights())
+            save_model(final, directory, self.tokenizer)
+            log.info("model written to %s (step %d)", directory, self.state.step)
+        barrier()
+        return directory
+
+
+def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Path:
+    """Run a recipe into `out_dir`; with `resume`, continue from its latest checkpoint."""
+    return Trainer(config, Path(out_dir), resume).fit()
