@@ -119,6 +119,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    """WER/CER of a model on a manifest, greedy and beam search."""
+    from squeezer.data.manifests import load_cuts
+    from squeezer.evaluate import evaluate, write_evaluation
+    from squeezer.model import load_model
+
+    model = load_model(args.model, device=args.device)
+    evaluation = evaluate(model, load_cuts(args.manifest), args.beam, args.lm, args.batch_seconds)
+    summary = evaluation.summary()
+    for name, rates in evaluation.rates.items():
+        print(f"{name:>6}: WER {100 * rates.wer:6.2f} %  CER {100 * rates.cer:6.2f} %  "
+              f"({rates.utterances} utterances)")  # fmt: skip
+    print(f"real-time factor {summary['real_time_factor']}")
+    out = args.out or Path(args.model) / "eval" / Path(args.manifest).name.split(".")[0]
+    log.info("wrote %s", write_evaluation(evaluation, out))
+    return 0
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    """Text of audio files (long files in overlapping windows)."""
+    import json
+
+    from squeezer.model import load_model
+    from squeezer.transcribe import transcribe_files
+
+    model = load_model(args.model, device=args.device)
+    results = transcribe_files(model, args.audio, args.window, args.overlap)
+    for result in results:
+        if args.json:
+            print(json.dumps(result.to_dict()))
+        else:
+            print(f"{result.path}\t{result.text}")
+    return 0
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     parser = argparse.ArgumentParser(prog="squeezer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
@@ -163,7 +198,26 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
 
+    evaluate = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest")
+    evaluate.add_argument("model", type=Path, help="model directory")
+    evaluate.add_argument("manifest", type=Path, help="Lhotse manifest (.jsonl.gz)")
+    evaluate.add_argument("--beam", type=int, default=0, help="beam width (0: greedy only)")
+    evaluate.add_argument("--lm", type=Path, help="KenLM model (ARPA or binary) for the beam")
+    evaluate.add_argument("--batch-seconds", type=float, default=60.0)
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--out", type=Path, help="folder for hypotheses and summary")
+
+    transcribe = verbs.add_parser("transcribe", help="transcribe audio files")
+    transcribe.add_argument("model", type=Path, help="model directory")
+    transcribe.add_argument("audio", type=Path, nargs="+")
+    transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
+    transcribe.add_argument("--window", type=float, default=20.0, help="window seconds")
+    transcribe.add_argument("--overlap", type=float, default=2.0, help="overlap seconds")
+    transcribe.add_argument("--device", default="cpu")
+
     verb_functions = {
+        "evaluate": _evaluate,
+        "transcribe": _transcribe,
         "train": _train,
         "presets": _presets,
         "bench": _bench,

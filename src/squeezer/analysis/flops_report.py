@@ -89,6 +89,18 @@ class ModelFlops:
         return self.analytic.matmul_total / 1e9
 
     @property
+    def square_position_gflops(self) -> float:
+        """The headline count with the position branch sized like the content branch.
+
+        Position scores as a T x T product and T projected positions, instead of 2T - 1
+        relative distances: six of the nine Table 3 figures equal this within 0.5 %
+        (docs/flops.md).
+        """
+        D = self.config.d_model
+        excess = sum(2 * T * (T - 1) * D + 2 * (T - 1) * D * D for T in self.analytic.block_frames)
+        return (self.analytic.matmul_total - excess) / 1e9
+
+    @property
     def encoder_gflops(self) -> float:
         """The headline count without the CTC head (the Zipformer paper's column)."""
         return (self.analytic.matmul_total - self.analytic.components["ctc_head"]) / 1e9
