@@ -17,7 +17,7 @@ from squeezer.analysis.flops import COMPONENTS
 from squeezer.analysis.flops_report import LadderReport, ModelFlops
 from squeezer.analysis.flops_scaling import LengthPoint
 
-__all__ = ["plot_components", "plot_ladder", "plot_scaling"]
+__all__ = ["plot_components", "plot_ladder", "plot_report", "plot_scaling"]
 
 DPI = 120
 
@@ -101,3 +101,28 @@ def plot_scaling(points: Sequence[LengthPoint], path: str | Path) -> Path:
         axes.legend()
     figure.suptitle("Cost versus input length")
     return _save(figure, path)
+
+
+def plot_report(
+    path: str | Path,
+    reports: Sequence[ModelFlops] = (),
+    ladder: LadderReport | None = None,
+    scaling: Sequence[LengthPoint] = (),
+) -> list[Path]:
+    """Every plot the given results allow; `path` itself when there is one, else one each.
+
+    With several, "out.png" becomes "out-components.png", "out-ladder.png", "out-scaling.png".
+    """
+    plots = []
+    if reports:
+        plots.append(("components", lambda target: plot_components(reports, target)))
+    if ladder is not None:
+        plots.append(("ladder", lambda target: plot_ladder(ladder, target)))
+    if scaling:
+        plots.append(("scaling", lambda target: plot_scaling(scaling, target)))
+    if not plots:
+        raise ValueError("nothing to plot")
+    path = Path(path)
+    if len(plots) == 1:
+        return [plots[0][1](path)]
+    return [draw(path.with_name(f"{path.stem}-{kind}{path.suffix}")) for kind, draw in plots]

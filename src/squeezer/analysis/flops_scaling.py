@@ -54,20 +54,25 @@ class LengthPoint:
     threads: int
 
 
-def time_forward(model: AsrModel, frames: int, repeats: int = 3) -> float:
-    """Best wall time of `repeats` eval forwards of a (1, frames, F) input, after a warm-up."""
+def time_forward(models: Sequence[AsrModel], frames: int, repeats: int = 3) -> list[float]:
+    """Best wall time of `repeats` eval forwards of a (1, frames, F) input, per model.
+
+    Each model runs once to warm up (allocator, oneDNN kernel choice); then the timed runs
+    alternate between the models, so that a slow spell of a shared machine hits them alike.
+    """
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
-    x = torch.randn(1, frames, model.config.input_dim)
+    inputs = [torch.randn(1, frames, model.config.input_dim) for model in models]
     lengths = torch.tensor([frames])
-    model.eval()
-    best = float("inf")
+    best = [float("inf")] * len(models)
     with torch.no_grad():
-        model(x, lengths)  # warm-up: allocator, oneDNN kernel selection
+        for model, x in zip(models, inputs, strict=True):
+            model.eval()(x, lengths)
         for _ in range(repeats):
-            start = time.perf_counter()
-            model(x, lengths)
-            best = min(best, time.perf_counter() - start)
+            for index, (model, x) in enumerate(zip(models, inputs, strict=True)):
+                start = time.perf_counter()
+                model(x, lengths)
+                best[index] = min(best[index], time.perf_counter() - start)
     return best
 
 
@@ -83,11 +88,12 @@ def length_scaling(
     Runs on the threads torch is set to use (`torch.set_num_threads`); `timed=False` skips the
     forward passes. Returns the points model by model, lengths in the given order.
     """
+    built = [AsrModel(config, vocab_size=vocab_size) for _, config in models] if timed else []
     points = []
-    for name, config in models:
-        model = AsrModel(config, vocab_size=vocab_size) if timed else None
-        for seconds in seconds_list:
-            frames = frames_for_seconds(seconds)
+    for seconds in seconds_list:
+        frames = frames_for_seconds(seconds)
+        times = time_forward(built, frames, repeats) if timed else [None] * len(models)
+        for (name, config), forward_s in zip(models, times, strict=True):
             flops = analytic_flops(config, frames, vocab_size)
             points.append(
                 LengthPoint(
@@ -96,8 +102,9 @@ def length_scaling(
                     frames=frames,
                     gflops=flops.matmul_total / 1e9,
                     elementwise_gflops=flops.components[ELEMENTWISE] / 1e9,
-                    forward_s=time_forward(model, frames, repeats) if model else None,
+                    forward_s=forward_s,
                     threads=torch.get_num_threads(),
                 )
             )
-    return points
+    order = [name for name, _ in models]
+    return sorted(points, key=lambda point: order.index(point.name))  # stable: lengths kept

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squeezer.config import EncoderConfig
+from squeezer.nn.batchnorm import MaskedBatchNorm
 from squeezer.nn.masks import zero_padded_frames
 
 __all__ = ["ConvModule"]
@@ -39,7 +40,7 @@ class ConvModule(nn.Module):
             padding=(0, (config.conv_kernel_size - 1) // 2),
             groups=channels,
         )
-        self.batch_norm = nn.BatchNorm2d(channels)
+        self.batch_norm = MaskedBatchNorm(channels)
         self.pointwise2 = nn.Linear(channels, D)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
@@ -49,5 +50,5 @@ class ConvModule(nn.Module):
         # The biased pointwise conv refilled the padding; zero it before mixing time.
         x = zero_padded_frames(x, padding_mask)
         x = self.depthwise(x.transpose(1, 2).unsqueeze(2))  # (B, C, 1, T), channels-last
-        x = F.silu(self.batch_norm(x))
+        x = F.silu(self.batch_norm(x, padding_mask))
         return self.pointwise2(x.squeeze(2).transpose(1, 2))  # (B, T, D)
