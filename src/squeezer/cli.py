@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -115,7 +116,8 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_recipe(args.recipe, args.set)
     model_dir = train(config, args.out, resume=args.resume)
-    print(model_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
+        print(model_dir)
     return 0
 
 
@@ -151,6 +153,77 @@ def _transcribe(args: argparse.Namespace) -> int:
             print(json.dumps(result.to_dict()))
         else:
             print(f"{result.path}\t{result.text}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """PNG training curves of one or more runs."""
+    from squeezer.plots import plot_runs
+
+    out = args.out or Path(args.runs[0]) / "curves.png"
+    log.info("wrote %s", plot_runs(args.runs, out))
+    return 0
+
+
+def _flops(args: argparse.Namespace) -> int:
+    """Parameters and FLOPs per component, the ablation ladder, cost versus length."""
+    import json
+
+    import torch
+
+    from squeezer.analysis import flops_plot, flops_report, flops_scaling, flops_table
+
+    command = "squeezer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "squeezer flops"
+    only_extras = (args.ladder or args.scaling) and not args.models
+    measure = not args.no_measure
+    reports, ladder, scaling = [], None, []
+    if not only_extras:
+        models = flops_report.load_models(args.models)
+        reports = flops_report.flops_report(models, args.seconds, args.vocab_size, measure)
+    if args.ladder:
+        ladder = flops_report.ladder_report(args.seconds, args.vocab_size, measure)
+    if args.scaling:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        pair = flops_scaling.equal_width_pair(args.scaling)
+        scaling = flops_scaling.length_scaling(
+            pair, args.scaling_seconds, args.vocab_size, repeats=args.repeats
+        )
+    if args.json:
+        print(json.dumps(flops_table.to_json(reports, ladder, scaling), indent=2))
+    else:
+        if reports:
+            print(flops_table.format_table(reports, command))
+            print(flops_table.format_components(reports, command))
+            for report in reports if args.blocks else []:
+                print(flops_table.format_blocks(report))
+        if ladder is not None:
+            print(flops_table.format_ladder(ladder, command))
+        if scaling:
+            print(flops_table.format_scaling(scaling, command))
+    if args.plot:
+        for path in flops_plot.plot_report(args.plot, reports, ladder, scaling):
+            log.info("wrote %s", path)
+    return 0
+
+
+def _redundancy(args: argparse.Namespace) -> int:
+    """Cosine similarity of frames k apart, per block (paper Figure 2)."""
+    import json
+
+    from squeezer.analysis.redundancy import plot_redundancy, redundancy_report
+
+    report = redundancy_report(
+        args.model,
+        args.manifest,
+        max_distance=args.max_distance,
+        max_utterances=args.max_utterances,
+        center=args.center,
+    )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_markdown())
+    if args.plot:
+        plot_redundancy(report, args.plot)
+        log.info("wrote %s", args.plot)
     return 0
 
 
@@ -215,7 +288,39 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     transcribe.add_argument("--overlap", type=float, default=2.0, help="overlap seconds")
     transcribe.add_argument("--device", default="cpu")
 
+    plot = verbs.add_parser("plot", help="training curves (loss, dev WER, LR) as a PNG")
+    plot.add_argument("runs", type=Path, nargs="+", help="run directories")
+    plot.add_argument("--out", type=Path, help="PNG path (default: RUN/curves.png)")
+
+    flops = verbs.add_parser("flops", help="parameters and FLOPs per component; the ladder")
+    flops.add_argument("models", nargs="*", help="presets or encoder YAML files (default: all)")
+    flops.add_argument("--seconds", type=float, default=30.0, help="input duration")
+    flops.add_argument("--vocab-size", type=int, default=128)
+    flops.add_argument("--no-measure", action="store_true", help="analytic count only")
+    flops.add_argument("--blocks", action="store_true", help="also print per-block tables")
+    flops.add_argument("--ladder", action="store_true", help="conformer-m -> squeezeformer-sm")
+    flops.add_argument("--scaling", choices=["s", "m"], help="cost vs length, equal width pair")
+    flops.add_argument("--scaling-seconds", type=float, nargs="+", default=[5, 10, 30, 60, 120])
+    flops.add_argument("--repeats", type=int, default=3)
+    flops.add_argument("--threads", type=int, help="torch threads for the timings")
+    flops.add_argument("--json", action="store_true")
+    flops.add_argument("--plot", type=Path, help="PNG path stem for the plots")
+
+    redundancy = verbs.add_parser("redundancy", help="temporal redundancy per block (Figure 2)")
+    redundancy.add_argument("model", help="model directory, or a preset name (untrained)")
+    redundancy.add_argument("manifest", type=Path, help="Lhotse manifest (.jsonl.gz)")
+    redundancy.add_argument("--max-distance", type=int, default=8)
+    redundancy.add_argument("--max-utterances", type=int, default=100)
+    redundancy.add_argument(
+        "--center", action="store_true", help="subtract each utterance's mean frame first"
+    )
+    redundancy.add_argument("--json", action="store_true")
+    redundancy.add_argument("--plot", type=Path, help="heatmap PNG")
+
     verb_functions = {
+        "redundancy": _redundancy,
+        "flops": _flops,
+        "plot": _plot,
         "evaluate": _evaluate,
         "transcribe": _transcribe,
         "train": _train,

@@ -56,7 +56,7 @@ def evaluate(
         raise ValueError("the model has no tokenizer; load it with squeezer.load_model(dir)")
     tokenizer, device = model.tokenizer, next(model.parameters()).device
     beam = BeamSearchDecoder(tokenizer, lm_path=lm_path) if beam_width > 0 else None
-    dataset = AsrDataset(model.frontend.cpu(), tokenizer.encode)
+    dataset = AsrDataset(model.frontend.cpu(), encode=None)
     loader = make_dataloader(
         cuts, dataset, max_batch_seconds, shuffle=False, num_workers=num_workers
     )

@@ -9,7 +9,6 @@ directory: averaged or EMA weights, config and tokenizer).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -34,6 +33,7 @@ from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, m
 from squeezer.data.manifests import load_cuts
 from squeezer.distributed import Distributed, all_agree, barrier, init_distributed, seed_everything
 from squeezer.features import LogMelFrontend, SpecAugment
+from squeezer.metrics_log import MetricsLog
 from squeezer.model import AsrModel, save_model
 from squeezer.recipe import TrainConfig
 from squeezer.schedule import NoamHoldAnnealing
@@ -112,6 +112,8 @@ class Trainer:
         self.augment = SpecAugment(config.spec_augment) if config.spec_augment else None
         self._build_optimizer()
         self.state = TrainState()
+        self.metrics = MetricsLog(out_dir, config.run.tensorboard) if self.dist.is_main else None
+        self.dev_cuts = load_cuts(config.data.dev) if config.data.dev else None
         self.ema = None
         if config.run.ema_decay:
             multi_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(config.run.ema_decay)
@@ -150,7 +152,7 @@ class Trainer:
             num_workers=data.num_workers,
             seed=self.config.run.seed,
             num_buckets=data.num_buckets,
-            drop_last=self.dist.world_size > 1,
+            drop_last=False,  # uneven batch counts across ranks are handled in _epoch
         )
 
     def _build_optimizer(self) -> None:
@@ -188,7 +190,34 @@ class Trainer:
         if self.dist.is_main:
             state = self._checkpoint_state()
             save_checkpoint(state, self.out_dir / "checkpoints", self.state.step, self._keep())
+            self._evaluate_dev()
         barrier()
+
+    def _evaluate_dev(self) -> None:
+        """Greedy WER/CER on the dev manifest (rank 0), logged beside the training loss."""
+        if self.dev_cuts is None:
+            return
+        from squeezer.evaluate import evaluate
+
+        self.model.eval()
+        self.model.tokenizer = self.tokenizer
+        try:
+            rates = evaluate(self.model, self.dev_cuts, max_batch_seconds=120).rates["greedy"]
+        finally:
+            self.model.train()
+        self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer})
+
+    def _check_ranks_in_sync(self) -> None:
+        """Every rank must hold the same weights after DDP training: log the largest gap."""
+        if self.dist.world_size == 1:
+            return
+        flat = torch.cat([p.detach().float().flatten() for p in self.model.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(gathered, flat)
+        gap = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        if self.dist.is_main:
+            self.metrics.write({"step": self.state.step, "ranks": self.dist.world_size,
+                                "rank_weight_max_abs_diff": gap})  # fmt: skip
 
     def _keep(self) -> int:
         return max(self.config.run.keep_last, self.config.run.average_last)
@@ -278,7 +307,13 @@ class Trainer:
         """Train one epoch; True if the run should stop."""
         accumulate, losses, micro = self.config.optim.accumulate, [], 0
         window_start, window_utts = time.perf_counter(), 0
-        for batch in self._batches(epoch):
+        batches = self._batches(epoch)
+        while True:
+            batch = next(batches, None)
+            # Ranks may draw different batch counts; all end the epoch when one runs out, so
+            # every collective below is entered by all of them.
+            if not all_agree(batch is not None, self.dist.device):
+                break
             self.state.batches_in_epoch += 1
             micro += 1
             loss = self._forward_backward(batch, last_micro=micro == accumulate)
@@ -326,8 +361,7 @@ class Trainer:
             "bad_steps": self.state.bad_steps,
             "time_s": round(self._elapsed(), 1),
         }
-        with open(self.out_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        self.metrics.write(record)
         if progress is not None:
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}")
 
@@ -340,7 +374,13 @@ class Trainer:
             progress = tqdm(total=run.max_steps, initial=self.state.step, desc="train", unit="step")
         stop = self._should_stop()
         while not stop and self.state.epoch < run.epochs:
+            steps_before = self.state.step
             stop = self._epoch(self.state.epoch, progress)
+            if self.state.step == steps_before and self.state.batches_in_epoch == 0:
+                raise ValueError(
+                    f"{self.config.data.train}: an epoch produced no batch; the manifest is too "
+                    "small for data.max_batch_seconds on this many processes"
+                )
             if not stop:
                 self.state.epoch += 1
                 self.state.batches_in_epoch = 0
@@ -349,6 +389,7 @@ class Trainer:
             self._save()
         if progress is not None:
             progress.close()
+        self._check_ranks_in_sync()
         return self._finish()
 
     def _final_weights(self) -> dict[str, torch.Tensor]:

@@ -88,7 +88,9 @@ def _own_counts(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     return own
 
 
-def _attribute(counts: dict[str, dict[str, int]], config: EncoderConfig) -> tuple[dict, list]:
+def _attribute(
+    counts: dict[str, dict[str, int]], config: EncoderConfig
+) -> tuple[dict[str, int], list[dict[str, int]]]:
     """Counter output -> ("component/op" -> FLOPs, per-block component -> FLOPs)."""
     terms: dict[str, int] = defaultdict(int)
     blocks = [dict.fromkeys(BLOCK_COMPONENTS, 0) for _ in range(config.num_layers)]

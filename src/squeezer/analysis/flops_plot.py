@@ -86,7 +86,8 @@ def plot_scaling(points: Sequence[LengthPoint], path: str | Path) -> Path:
     figure = Figure(figsize=(11 if timed else 6, 4.5))
     panels = [("gflops", "GFLOPs (analytic)")]
     if timed:
-        panels.append(("forward_s", f"CPU forward, s ({points[0].threads} threads)"))
+        threads = points[0].threads
+        panels.append(("forward_s", f"CPU forward, s ({threads} thread{'s' * (threads != 1)})"))
     for column, (field, label) in enumerate(panels, start=1):
         axes = figure.add_subplot(1, len(panels), column)
         for name in names:

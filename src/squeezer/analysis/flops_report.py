@@ -20,7 +20,7 @@ import torch
 
 from squeezer.analysis.flops import FlopsBreakdown, analytic_flops, frames_for_seconds
 from squeezer.analysis.flops_measured import measured_flops
-from squeezer.config import EncoderConfig, ablation_ladder, list_presets
+from squeezer.config import EncoderConfig, Rung, ablation_ladder, list_presets
 from squeezer.nn import CtcHead, SequenceEncoder
 
 __all__ = [
@@ -192,6 +192,7 @@ class LadderReport:
         depthwise_cut_percent: the depthwise-separable subsampling rung's change of the whole
             model (paper: about -22 %).
         depthwise_subsampling_cut_percent: the same rung's change of the front alone.
+        depthwise_cut_of_baseline_percent: the same rung's saving as a share of Conformer-M.
         total_cut_percent: Squeezeformer-SM against Conformer-M.
     """
 
@@ -201,6 +202,7 @@ class LadderReport:
     subsampling_share_percent: float
     depthwise_cut_percent: float
     depthwise_subsampling_cut_percent: float
+    depthwise_cut_of_baseline_percent: float
     total_cut_percent: float
 
 
@@ -215,12 +217,7 @@ def _step(steps: list[LadderStep], rung: str) -> LadderStep:
     raise ValueError(f"the ablation ladder has no rung {rung!r}")
 
 
-def ladder_report(
-    seconds: float = PAPER_SECONDS, vocab_size: int = 128, measure: bool = True
-) -> LadderReport:
-    """Every rung of `ablation_ladder()` with its FLOPs and its change from the rung before."""
-    rungs = ablation_ladder()
-    reports = flops_report([(r.name, r.config) for r in rungs], seconds, vocab_size, measure)
+def _ladder_steps(rungs: list[Rung], reports: list[ModelFlops]) -> list[LadderStep]:
     steps = []
     for index, (rung, report) in enumerate(zip(rungs, reports, strict=True)):
         previous = reports[index - 1] if index else report
@@ -234,20 +231,32 @@ def ladder_report(
                 delta_params=report.params - previous.params,
             )
         )
-    base, last = steps[0].flops, steps[-1].flops
+    return steps
+
+
+def _subsampling_gflops(report: ModelFlops) -> float:
+    return report.analytic.components["subsampling"] / 1e9
+
+
+def ladder_report(
+    seconds: float = PAPER_SECONDS, vocab_size: int = 128, measure: bool = True
+) -> LadderReport:
+    """Every rung of `ablation_ladder()` with its FLOPs and its change from the rung before."""
+    rungs = ablation_ladder()
+    reports = flops_report([(r.name, r.config) for r in rungs], seconds, vocab_size, measure)
+    steps = _ladder_steps(rungs, reports)
+    base, last = reports[0], reports[-1]
     depthwise = _step(steps, "depthwise-subsampling")
-    before = steps[steps.index(depthwise) - 1].flops.analytic.components["subsampling"]
+    before = steps[steps.index(depthwise) - 1].flops
     return LadderReport(
         seconds=seconds,
         steps=steps,
         unet_cut_percent=_step(steps, "temporal-unet").delta_percent,
-        subsampling_share_percent=100.0
-        * base.analytic.components["subsampling"]
-        / 1e9
-        / base.gflops,
+        subsampling_share_percent=100.0 * _subsampling_gflops(base) / base.gflops,
         depthwise_cut_percent=depthwise.delta_percent,
         depthwise_subsampling_cut_percent=_percent(
-            depthwise.flops.analytic.components["subsampling"], before
+            _subsampling_gflops(depthwise.flops), _subsampling_gflops(before)
         ),
+        depthwise_cut_of_baseline_percent=100.0 * depthwise.delta_gflops / base.gflops,
         total_cut_percent=_percent(last.gflops, base.gflops),
     )

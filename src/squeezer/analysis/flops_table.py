@@ -124,7 +124,8 @@ def format_blocks(report: ModelFlops) -> str:
 
 def format_ladder(ladder: LadderReport, command: str | None = None) -> str:
     """The ablation ladder: params, GFLOPs and the change per rung, then the paper's claims."""
-    header = ["rung", "change", "params (M)", "GFLOPs", "Δ GFLOPs", "Δ %", "subsampling share"]
+    header = ["rung", "change", "params (M)", "Δ params (M)", "GFLOPs", "Δ GFLOPs", "Δ %"]
+    header.append("subsampling share")
     rows = []
     for step in ladder.steps:
         report = step.flops
@@ -135,6 +136,7 @@ def format_ladder(ladder: LadderReport, command: str | None = None) -> str:
                 step.rung,
                 step.change,
                 f"{report.params / 1e6:.2f}",
+                DASH if first else f"{step.delta_params / 1e6:+.2f}",
                 f"{report.gflops:.2f}",
                 DASH if first else f"{step.delta_gflops:+.2f}",
                 DASH if first else f"{step.delta_percent:+.1f}%",
@@ -146,7 +148,8 @@ def format_ladder(ladder: LadderReport, command: str | None = None) -> str:
         f"- Subsampling share of conformer-m: {ladder.subsampling_share_percent:.1f}% "
         "(paper: up to 28%).",
         f"- Depthwise-separable subsampling: {ladder.depthwise_cut_percent:+.1f}% of the model, "
-        f"{ladder.depthwise_subsampling_cut_percent:+.1f}% of the front (paper: about -22%).",
+        f"{ladder.depthwise_subsampling_cut_percent:+.1f}% of the front, "
+        f"{ladder.depthwise_cut_of_baseline_percent:+.1f}% of conformer-m (paper: about -22%).",
         f"- Conformer-M -> Squeezeformer-SM: {ladder.total_cut_percent:+.1f}%.",
     ]
     lines = [
@@ -160,30 +163,38 @@ def format_ladder(ladder: LadderReport, command: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _scaling_row(seconds: float, row: Sequence[LengthPoint]) -> list[str]:
+    """One length: GFLOPs and time per model, then last/first model ratios of both."""
+    times = [f"{p.forward_s:.3f}" if p.forward_s is not None else DASH for p in row]
+    time_ratio = DASH
+    if row[0].forward_s and row[-1].forward_s is not None:
+        time_ratio = f"{row[-1].forward_s / row[0].forward_s:.2f}"
+    flops_ratio = f"{row[-1].gflops / row[0].gflops:.3f}"
+    return [f"{seconds:g}", *(f"{p.gflops:.2f}" for p in row), *times, flops_ratio, time_ratio]
+
+
 def format_scaling(points: Sequence[LengthPoint], command: str | None = None) -> str:
     """Cost versus input length: one row per length, GFLOPs and forward time per model."""
+    if not points:
+        raise ValueError("no points to format")
     names = list(dict.fromkeys(point.name for point in points))
     lengths = list(dict.fromkeys(point.seconds for point in points))
     by_key = {(point.name, point.seconds): point for point in points}
     header = ["input (s)", *(f"{n} GFLOPs" for n in names), *(f"{n} fwd (s)" for n in names)]
-    header.append(f"{names[-1]}/{names[0]} GFLOPs")
-    rows = []
-    for seconds in lengths:
-        row_points = [by_key[(name, seconds)] for name in names]
-        times = [f"{p.forward_s:.3f}" if p.forward_s is not None else DASH for p in row_points]
-        ratio = row_points[-1].gflops / row_points[0].gflops
-        rows.append(
-            [f"{seconds:g}", *(f"{p.gflops:.2f}" for p in row_points), *times, f"{ratio:.3f}"]
-        )
-    threads = points[0].threads
+    header += [f"{names[-1]}/{names[0]} GFLOPs", f"{names[-1]}/{names[0]} time"]
+    rows = [_scaling_row(s, [by_key[(name, s)] for name in names]) for s in lengths]
     lines = [
-        f"One utterance, eval forward under no_grad on CPU, fp32, {threads} threads, best of "
-        "the timed runs after a warm-up; GFLOPs analytic (matmul/conv).",
+        f"One utterance, eval forward under no_grad on CPU, fp32, {_threads(points[0].threads)}, "
+        "best of the timed runs after a warm-up; GFLOPs analytic (matmul/conv).",
         "",
         *_table(header, rows),
         *_footer(command),
     ]
     return "\n".join(lines)
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread" if count == 1 else f"{count} threads"
 
 
 def _model_json(report: ModelFlops) -> dict[str, object]:
@@ -226,6 +237,7 @@ def to_json(
             "subsampling_share_percent": ladder.subsampling_share_percent,
             "depthwise_cut_percent": ladder.depthwise_cut_percent,
             "depthwise_subsampling_cut_percent": ladder.depthwise_subsampling_cut_percent,
+            "depthwise_cut_of_baseline_percent": ladder.depthwise_cut_of_baseline_percent,
             "total_cut_percent": ladder.total_cut_percent,
         }
     if scaling:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from torch.utils.data import DataLoader, Dataset
 
 from squeezer.audio import SAMPLE_RATE, AudioError, load_audio
@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+MIN_CUTS_FOR_BUCKETS = 8
 
 
 def cut_text(cut: Cut) -> str:
@@ -169,12 +171,13 @@ class AsrDataset(Dataset):
 
     A cut whose audio fails to load is left out of its batch with a warning naming the file,
     so one bad file never stops training; a batch may therefore come back empty (len 0).
+    With `encode=None` (evaluation) the targets are empty and only the texts are kept.
     """
 
     def __init__(
         self,
         frontend: LogMelFrontend,
-        encode: Callable[[str], list[int]],
+        encode: Callable[[str], list[int]] | None,
         max_seconds: float | None = None,
     ) -> None:
         self.frontend = frontend.eval()
@@ -191,7 +194,9 @@ class AsrDataset(Dataset):
                 continue
             text = cut_text(cut)
             waveforms.append(torch.from_numpy(waveform))
-            targets.append(torch.tensor(self.encode(text), dtype=torch.int64))
+            # Evaluation passes no encoder: references are scored as text, never tokenized.
+            tokens = self.encode(text) if self.encode is not None else []
+            targets.append(torch.tensor(tokens, dtype=torch.int64))
             texts.append(text)
             ids.append(cut.id)
         if not ids:
@@ -234,11 +239,16 @@ def make_dataloader(
 
 
 def _sampler(cuts, max_batch_seconds, shuffle, seed, num_buckets, drop_last):
+    if len(cuts) < MIN_CUTS_FOR_BUCKETS:
+        # Too few cuts to estimate duration buckets (Lhotse needs >= 2 buckets).
+        return SimpleCutSampler(
+            cuts, max_duration=max_batch_seconds, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
     return DynamicBucketingSampler(
         cuts,
         max_duration=max_batch_seconds,
         shuffle=shuffle,
-        num_buckets=max(1, min(num_buckets, len(cuts) // 2)),
+        num_buckets=max(2, min(num_buckets, len(cuts) // 4)),
         seed=seed,
         drop_last=drop_last,
     )

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from squeezer.recipe import load_recipe
+
+RECIPES = sorted((Path(__file__).parents[1] / "configs" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_shipped_recipes_load(path):
+    config = load_recipe(path)
+    assert config.encoder_config().d_model > 0
+    assert Path(config.data.train).is_absolute()
+
+
+def test_overrides_and_errors(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: squeezeformer-xs\ndata:\n  train: train.jsonl.gz\n")
+    config = load_recipe(path, ["optim.peak_lr=1e-4", "run.max_steps=5"])
+    assert config.optim.peak_lr == 1e-4 and config.run.max_steps == 5
+    assert config.data.train == str(tmp_path / "train.jsonl.gz")
+    with pytest.raises(ValueError, match="squeezeformer-q"):
+        load_recipe(path, ["model=squeezeformer-q"])
+    path.write_text("model: squeezeformer-xs\n")
+    with pytest.raises(ValueError, match=r"data\.train"):
+        load_recipe(path)
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
+        load_recipe(tmp_path / "missing.yaml")
