@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +118,16 @@ def build_cuts(utterances: Iterable[Utterance]) -> ImportReport:
     return ImportReport(cuts.trim_to_supervisions(keep_overlapping=False).to_eager(), skipped)
 
 
+def _import(
+    utterances: Callable[[Path, Counter], Iterator[Utterance]], source: Path
+) -> ImportReport:
+    """Run one layout's utterance reader and add its own skip counts to the report's."""
+    skipped: Counter = Counter()
+    report = build_cuts(utterances(source, skipped))
+    report.skipped.update(skipped)
+    return report
+
+
 def _librispeech_utterances(root: Path, skipped: Counter) -> Iterator[Utterance]:
     transcripts = sorted(root.rglob("*.trans.txt"))
     if not transcripts:
@@ -139,12 +149,10 @@ def _librispeech_utterances(root: Path, skipped: Counter) -> Iterator[Utterance]
 
 def import_librispeech(root: str | Path) -> ImportReport:
     """A LibriSpeech folder (a split such as `dev-clean`, or a parent holding several)."""
-    root, skipped = Path(root), Counter()
+    root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
-    report = build_cuts(_librispeech_utterances(root, skipped))
-    report.skipped.update(skipped)
-    return report
+    return _import(_librispeech_utterances, root)
 
 
 def _nemo_utterances(path: Path, skipped: Counter) -> Iterator[Utterance]:
@@ -173,12 +181,10 @@ def _nemo_utterances(path: Path, skipped: Counter) -> Iterator[Utterance]:
 
 def import_nemo_manifest(path: str | Path) -> ImportReport:
     """A NeMo JSON-lines manifest (`audio_filepath`, `duration`, `text`, optional `offset`)."""
-    path, skipped = Path(path), Counter()
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such manifest")
-    report = build_cuts(_nemo_utterances(path, skipped))
-    report.skipped.update(skipped)
-    return report
+    return _import(_nemo_utterances, path)
 
 
 def _folder_utterances(root: Path, skipped: Counter) -> Iterator[Utterance]:
@@ -201,9 +207,7 @@ def _folder_utterances(root: Path, skipped: Counter) -> Iterator[Utterance]:
 
 def import_folder(root: str | Path) -> ImportReport:
     """A folder of audio files with same-named `.txt` transcripts (searched recursively)."""
-    root, skipped = Path(root), Counter()
+    root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory")
-    report = build_cuts(_folder_utterances(root, skipped))
-    report.skipped.update(skipped)
-    return report
+    return _import(_folder_utterances, root)
