@@ -22,6 +22,11 @@ log = logging.getLogger("squeezer")
 Verb = Callable[[argparse.Namespace], int]
 
 
+def _command_line(verb: str) -> str:
+    """The command as typed, for reports that say how they were produced."""
+    return "squeezer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else f"squeezer {verb}"
+
+
 def _presets(args: argparse.Namespace) -> int:
     """Print the model zoo: sizes, U-Net indices and parameters with a CTC head."""
     print(f"{'preset':<18} {'d_model':>7} {'blocks':>6} {'heads':>5} {'U-Net':>7} {'params':>9}")
@@ -50,7 +55,7 @@ def _bench(args: argparse.Namespace) -> int:
         include_peer=not args.no_peer,
         rounds=args.rounds,
     )
-    command = "squeezer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "squeezer bench"
+    command = _command_line("bench")
     report = format_markdown(rows, command=command)
     print(report)
     if args.out:
@@ -173,7 +178,7 @@ def _flops(args: argparse.Namespace) -> int:
 
     from squeezer.analysis import flops_plot, flops_report, flops_scaling, flops_table
 
-    command = "squeezer " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "squeezer flops"
+    command = _command_line("flops")
     only_extras = (args.ladder or args.scaling) and not args.models
     measure = not args.no_measure
     reports, ladder, scaling = [], None, []

@@ -7,6 +7,7 @@ Writes `hypotheses.jsonl` (one row per utterance) and `summary.json` to DIR.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -56,11 +57,12 @@ def evaluate(
         raise ValueError("the model has no tokenizer; load it with squeezer.load_model(dir)")
     tokenizer, device = model.tokenizer, next(model.parameters()).device
     beam = BeamSearchDecoder(tokenizer, lm_path=lm_path) if beam_width > 0 else None
-    dataset = AsrDataset(model.frontend.cpu(), encode=None)
+    # Features are computed on the CPU by the loader: give it its own copy of the frontend
+    # instead of moving the model's frontend off (and back onto) the model's device.
+    dataset = AsrDataset(copy.deepcopy(model.frontend).cpu(), encode=None)
     loader = make_dataloader(
         cuts, dataset, max_batch_seconds, shuffle=False, num_workers=num_workers
     )
-    model.frontend.to(device)
     ids, refs, greedy, beamed, start = [], [], [], [], time.perf_counter()
     for batch in loader:
         if len(batch) == 0:

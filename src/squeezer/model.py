@@ -128,7 +128,11 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Asr
         state = load_file(str(weights))
     except Exception as error:  # safetensors raises its own error types
         raise ValueError(f"{weights}: not a readable safetensors file ({error})") from error
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor of the wrong shape
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(f"{weights}: weights do not fit the config ({first})") from None
     if missing or unexpected:
         raise ValueError(f"{weights}: weights do not fit the config (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")  # fmt: skip
