@@ -12,6 +12,10 @@ default: space, a..z, apostrophe). `SentencePieceTokenizer`: our id = SentencePi
 so its <unk> piece (piece 0) is id 1; `vocab_size` counts every piece, <unk> included, blank
 excluded. Both `encode` methods raise ValueError on a character outside the vocabulary (naming it
 and the text) rather than dropping it, so a data problem shows up before training, not in WER.
+
+Decoding styles. "squeezer" (the default) collapses whitespace. "nemo" (tokenizers imported from
+a `.nemo` file) prints exactly what NeMo prints (`squeezer.text.nemo_style`); a character
+vocabulary in that style keeps NeMo's label order, whatever its first label.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import sentencepiece as spm
 
+from squeezer.text.nemo_style import nemo_punctuation, strip_space_before_punctuation
 from squeezer.text.normalize import NORMALIZER, normalize_text
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "SENTENCEPIECE_FILE",
     "TOKENIZER_FILE",
     "CharTokenizer",
+    "DecodeStyle",
     "ModelType",
     "SentencePieceTokenizer",
     "Tokenizer",
@@ -43,6 +49,7 @@ __all__ = [
 
 TokenizerKind = Literal["char", "sentencepiece"]
 ModelType = Literal["unigram", "bpe"]
+DecodeStyle = Literal["squeezer", "nemo"]
 TOKENIZER_FILE = "tokenizer.json"
 SENTENCEPIECE_FILE = "tokenizer.model"
 DEFAULT_CHARACTERS = (" ", *string.ascii_lowercase, "'")
@@ -75,12 +82,20 @@ class Tokenizer(Protocol):
 
 
 class CharTokenizer:
-    """One token per character; id 1 is the space, then `symbols[1:]` in order."""
+    """One token per character; id 1 is the space, then `symbols[1:]` in order.
 
-    def __init__(self, symbols: Sequence[str] = DEFAULT_CHARACTERS) -> None:
+    With `decode_style="nemo"` the symbols are NeMo's labels in NeMo's order (id = label + 1).
+    """
+
+    def __init__(
+        self, symbols: Sequence[str] = DEFAULT_CHARACTERS, decode_style: DecodeStyle = "squeezer"
+    ) -> None:
         symbols = tuple(symbols)
-        if not symbols or symbols[0] != " ":
+        self.decode_style = _check_style(decode_style)
+        if decode_style == "squeezer" and (not symbols or symbols[0] != " "):
             raise ValueError(f"the first symbol must be the space ' ', got {symbols[:1]}")
+        if not symbols:
+            raise ValueError("a character vocabulary needs at least one symbol")
         for symbol in symbols:
             if not isinstance(symbol, str) or len(symbol) != 1:
                 raise ValueError(f"symbols must be single characters, got {symbol!r}")
@@ -88,6 +103,7 @@ class CharTokenizer:
             raise ValueError(f"symbols must be distinct, got {''.join(symbols)!r}")
         self._symbols = symbols
         self._ids = {symbol: index for index, symbol in enumerate(symbols, start=1)}
+        self._punctuation = nemo_punctuation(symbols)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
@@ -113,24 +129,29 @@ class CharTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         text = "".join(self._symbols[index - 1] for index in _nonblank(ids, self.vocab_size))
+        if self.decode_style == "nemo":
+            return strip_space_before_punctuation(text, self._punctuation)
         return " ".join(text.split())
 
     def tokens(self) -> list[str]:
         return list(self._symbols)
 
     def save(self, directory: Path) -> None:
-        _write_settings(Path(directory), {"kind": "char", "symbols": list(self._symbols)})
+        settings = {"kind": "char", "symbols": list(self._symbols)}
+        _write_settings(Path(directory), {**settings, **_style_setting(self.decode_style)})
 
 
 class SentencePieceTokenizer:
     """SentencePiece subwords; our id = piece id + 1 (Kim et al. 2022 use 128 pieces)."""
 
-    def __init__(self, model_proto: bytes) -> None:
+    def __init__(self, model_proto: bytes, decode_style: DecodeStyle = "squeezer") -> None:
         self._model_proto = bytes(model_proto)
+        self.decode_style = _check_style(decode_style)
         try:
             self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
         except RuntimeError as error:
             raise ValueError(f"not a SentencePiece model ({_reason(error)})") from error
+        self._punctuation = nemo_punctuation(self.tokens())
 
     @classmethod
     def train(
@@ -187,7 +208,10 @@ class SentencePieceTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         pieces = [index - 1 for index in _nonblank(ids, self.vocab_size)]
-        return " ".join(self._processor.decode(pieces).split())
+        text = self._processor.decode(pieces)
+        if self.decode_style == "nemo":
+            return strip_space_before_punctuation(text, self._punctuation)
+        return " ".join(text.split())
 
     def tokens(self) -> list[str]:
         return [self._processor.id_to_piece(piece) for piece in range(self.vocab_size)]
@@ -196,7 +220,8 @@ class SentencePieceTokenizer:
         directory = Path(directory)
         _write_atomically(directory / SENTENCEPIECE_FILE, self._model_proto)
         settings = {"kind": "sentencepiece", "model_file": SENTENCEPIECE_FILE}
-        _write_settings(directory, {**settings, "vocab_size": self.vocab_size})
+        style = _style_setting(self.decode_style)
+        _write_settings(directory, {**settings, "vocab_size": self.vocab_size, **style})
 
 
 def build_tokenizer(
@@ -234,7 +259,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     if not isinstance(symbols, list):
         raise ValueError(f"{path}: 'symbols' must be a list of characters, got {symbols!r}")
     try:
-        return CharTokenizer(symbols)
+        return CharTokenizer(symbols, _read_style(path, settings))
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from error
 
@@ -248,7 +273,7 @@ def _load_sentencepiece(path: Path, settings: dict[str, Any]) -> SentencePieceTo
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: the SentencePiece model named by {path} is missing")
     try:
-        tokenizer = SentencePieceTokenizer(model_path.read_bytes())
+        tokenizer = SentencePieceTokenizer(model_path.read_bytes(), _read_style(path, settings))
     except ValueError as error:
         raise ValueError(f"{model_path}: {error}") from error
     if tokenizer.vocab_size != settings.get("vocab_size"):
@@ -275,6 +300,25 @@ def _trainer_options(vocab_size: int, model_type: ModelType) -> dict[str, Any]:
         input_sentence_size=0,
         minloglevel=2,  # library code stays quiet; errors still raise
     )
+
+
+def _check_style(style: str) -> DecodeStyle:
+    if style not in get_args(DecodeStyle):
+        raise ValueError(f"decode_style={style!r} is not one of {', '.join(get_args(DecodeStyle))}")
+    return style  # type: ignore[return-value]
+
+
+def _style_setting(style: DecodeStyle) -> dict[str, str]:
+    """The default style is left out of tokenizer.json, so existing files stay as they were."""
+    return {} if style == "squeezer" else {"decode_style": style}
+
+
+def _read_style(path: Path, settings: dict[str, Any]) -> DecodeStyle:
+    style = settings.get("decode_style", "squeezer")
+    try:
+        return _check_style(style)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def _nonblank(ids: Sequence[int], vocab_size: int) -> list[int]:
