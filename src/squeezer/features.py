@@ -65,7 +65,7 @@ class FeatureConfig:
     - exact_pad: `exact_pad` (False). False: torch.stft(center=True), zero ("constant")
       padding of n_fft // 2 each side; True: zero-pad (n_fft - hop) // 2 each side, center=False.
       (NeMo pads before its pre-emphasis mask, which then also zeroes that many real samples at
-      each utterance's end; we pad after it, on purpose.)
+      each utterance's end; we pad after it, on purpose, unless nemo_compat is set.)
     - mag_power: `mag_power` (2.0, the power spectrum).
     - f_min, f_max (Hz): `lowfreq` (0), `highfreq` (None = sample_rate / 2).
     - mel_norm: `mel_norm` ("slaney"; NeMo's None is "none"). The mel scale is always slaney's.
@@ -82,6 +82,9 @@ class FeatureConfig:
       every frame torch.stft(center=True) computes (older NeMo, librosa). False: T = N // hop,
       as recent NeMo (2.x) `FilterbankFeatures.get_seq_len` (no "+ 1"); the last frame is then
       zeroed as padding.
+    - nemo_compat: no NeMo field. True reproduces NeMo 2.x where it differs on purpose from the
+      above: with exact_pad and pre-emphasis, the last (n_fft - hop_length) // 2 real samples of
+      each utterance are zeroed (its mask runs after the padding). Set by `squeezer import-nemo`.
 
     Not supported (NeMo's defaults only): frame_splicing=1, nb_augmentation_prob=0.
     """
@@ -107,6 +110,7 @@ class FeatureConfig:
     count_final_frame: bool = True
     pad_to: int = 0
     pad_value: float = 0.0
+    nemo_compat: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in _LITERAL_FIELDS.items():
@@ -338,6 +342,9 @@ class LogMelFrontend(nn.Module):
             samples = samples + cfg.dither * torch.randn_like(samples).masked_fill(padding, 0.0)
         if cfg.preemphasis is not None:
             emphasised = samples[:, 1:] - cfg.preemphasis * samples[:, :-1]
+            if cfg.nemo_compat and cfg.exact_pad:
+                # NeMo masks samples at or past N in padded coordinates: the last pad's worth.
+                padding = lengths_to_padding_mask(lengths - self._stft_padding, samples.shape[1])
             # y[0] = x[0], as NeMo. Re-zero the padding (NeMo does too): its first sample would
             # hold -a * x[N - 1], which the same utterance alone never produces.
             samples = torch.cat([samples[:, :1], emphasised], dim=1).masked_fill(padding, 0.0)
