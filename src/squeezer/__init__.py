@@ -1,7 +1,7 @@
 """squeezer: Squeezeformer and Conformer encoders for CTC speech recognition and any sequence."""
 
 from squeezer.config import EncoderConfig, Rung, ablation_ladder, list_presets
-from squeezer.model import AsrModel
+from squeezer.model import AsrModel, load_model
 from squeezer.nn import (
     CtcHead,
     CtcOutput,
@@ -26,4 +26,5 @@ __all__ = [
     "__version__",
     "ablation_ladder",
     "list_presets",
+    "load_model",
 ]

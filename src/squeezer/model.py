@@ -114,9 +114,14 @@ def _read_settings(directory: Path) -> dict[str, Any]:
     return settings
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> AsrModel:
-    """Read a model directory written by `save_model` (or `squeezer train`); eval mode."""
-    directory = Path(directory)
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> AsrModel:
+    """Read a model directory written by `save_model` (or `squeezer train`), or a NeMo `.nemo`
+    CTC checkpoint (any file: see `squeezer.nemo`); eval mode, tokenizer attached."""
+    directory = Path(path)
+    if directory.is_file():
+        from squeezer.nemo import load_nemo  # lazily: only imports of .nemo files need it
+
+        return load_nemo(directory, device)
     settings = _read_settings(directory)
     encoder = from_mapping(EncoderConfig, settings["encoder"], "encoder")
     features = from_mapping(FeatureConfig, settings["features"], "features")
