@@ -43,3 +43,15 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+# NeMo import (issue #8). NeMo 2.7.3 lives in a throwaway venv outside the repository and is
+# never a dependency of squeezer: it only makes the committed test fixtures and times NeMo's
+# own encoder for docs/benchmarks.md.
+NEMO_VENV ?= /tmp/nemo-venv
+.PHONY: nemo-venv nemo-fixtures
+
+nemo-venv:
+	tools/nemo_venv.sh $(NEMO_VENV)
+
+nemo-fixtures: nemo-venv
+	$(NEMO_VENV)/bin/python tools/make_nemo_fixtures.py --out tests/fixtures/nemo
