@@ -126,6 +126,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_nemo(args: argparse.Namespace) -> int:
+    """Convert a NeMo .nemo CTC checkpoint into a squeezer model directory."""
+    from squeezer.nemo import import_nemo
+
+    print(import_nemo(args.nemo, args.out))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """WER/CER of a model on a manifest, greedy and beam search."""
     from squeezer.data.manifests import load_cuts
@@ -139,7 +147,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name:>6}: WER {100 * rates.wer:6.2f} %  CER {100 * rates.cer:6.2f} %  "
               f"({rates.utterances} utterances)")  # fmt: skip
     print(f"real-time factor {summary['real_time_factor']}")
-    out = args.out or Path(args.model) / "eval" / Path(args.manifest).name.split(".")[0]
+    home = args.model if args.model.is_dir() else args.model.with_suffix("")  # a .nemo file
+    out = args.out or home / "eval" / Path(args.manifest).name.split(".")[0]
     log.info("wrote %s", write_evaluation(evaluation, out))
     return 0
 
@@ -276,8 +285,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
 
+    nemo = verbs.add_parser("import-nemo", help="convert a NeMo .nemo CTC model to a directory")
+    nemo.add_argument("nemo", type=Path, help="the .nemo file (Squeezeformer or Conformer CTC)")
+    nemo.add_argument("--out", type=Path, required=True, help="model directory to write")
+
     evaluate = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest")
-    evaluate.add_argument("model", type=Path, help="model directory")
+    evaluate.add_argument("model", type=Path, help="model directory or .nemo file")
     evaluate.add_argument("manifest", type=Path, help="Lhotse manifest (.jsonl.gz)")
     evaluate.add_argument("--beam", type=int, default=0, help="beam width (0: greedy only)")
     evaluate.add_argument("--lm", type=Path, help="KenLM model (ARPA or binary) for the beam")
@@ -286,7 +299,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     evaluate.add_argument("--out", type=Path, help="folder for hypotheses and summary")
 
     transcribe = verbs.add_parser("transcribe", help="transcribe audio files")
-    transcribe.add_argument("model", type=Path, help="model directory")
+    transcribe.add_argument("model", type=Path, help="model directory or .nemo file")
     transcribe.add_argument("audio", type=Path, nargs="+")
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
     transcribe.add_argument("--window", type=float, default=20.0, help="window seconds")
@@ -329,6 +342,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
         "evaluate": _evaluate,
         "transcribe": _transcribe,
         "train": _train,
+        "import-nemo": _import_nemo,
         "presets": _presets,
         "bench": _bench,
         "prepare": _prepare,
