@@ -110,7 +110,10 @@ def read_nemo(path: str | Path) -> NemoArchive:
     except (tarfile.TarError, EOFError, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        reason = str(error).strip() or type(error).__name__
+        lines = [line.strip(" -") for line in str(error).splitlines() if line.strip()]
+        # tarfile's "r:*" lists why each compression failed; the plain tar's reason matters.
+        reason = next((line for line in lines if line.startswith("method tar")), None)
+        reason = reason or (lines[0] if lines else type(error).__name__)
         message = f"{path}: not a .nemo archive (truncated or not a tar: {reason})"
         raise NemoImportError(message) from None
 

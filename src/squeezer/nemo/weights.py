@@ -120,14 +120,15 @@ def convert_state(
     """
     stages = _subsampling_names(config)
     converted = _ctc_head(state)
+    sources = {name: "decoder.decoder_layers.0." + name.rpartition(".")[2] for name in converted}
     for key, tensor in state.items():
         if key.startswith(("preprocessor.", "decoder.")):
             continue  # the frontend is checked by the caller; the head is done above
         name, transform = _rename(key, config, stages)
         if name in converted:
-            raise NemoImportError(f"NeMo weight {key!r} maps onto {name!r} twice")
-        converted[name] = transform(tensor)
-    leftover = sorted(set(converted) - set(expected))
+            raise NemoImportError(f"NeMo weights {sources[name]!r} and {key!r} both map to {name}")
+        converted[name], sources[name] = transform(tensor), key
+    leftover = sorted(sources[name] for name in set(converted) - set(expected))
     if leftover:
         raise NemoImportError(f"NeMo weights with no place in the squeezer model: {leftover[:3]}")
     missing = sorted(set(expected) - set(converted))
