@@ -173,3 +173,30 @@ def test_cli_prints_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["import-nemo", str(path), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("squeezer import-nemo: error: ") and "\n" not in error
+
+
+def _sinusoids(length: int, d_model: int) -> torch.Tensor:
+    """NeMo's RelPositionalEncoding table for distances length-1 .. -(length-1): (1, 2L-1, D)."""
+    positions = torch.arange(length - 1, -length, -1, dtype=torch.float32).unsqueeze(1)
+    inv_freq = torch.exp(torch.arange(0, d_model, 2) * -(torch.log(torch.tensor(1e4)) / d_model))
+    table = torch.zeros(2 * length - 1, d_model)
+    table[:, 0::2] = torch.sin(positions * inv_freq)
+    table[:, 1::2] = torch.cos(positions * inv_freq)
+    return table.unsqueeze(0)
+
+
+def test_older_files_with_a_stored_sinusoid_table_and_no_batch_counts(tmp_path: Path) -> None:
+    def older(state: dict) -> None:
+        state["encoder.pos_enc.pe"] = _sinusoids(50, 32)
+        for key in [k for k in state if k.endswith("num_batches_tracked")]:
+            del state[key]
+
+    model = load_nemo(_rewrite(tmp_path / "model.nemo", state=older))
+    assert int(model.encoder.blocks[0].conv.batch_norm.num_batches_tracked) == 0
+
+
+def test_a_stored_sinusoid_table_that_is_not_one(tmp_path: Path) -> None:
+    def wrong(state: dict) -> None:
+        state["encoder.pos_enc.pe"] = _sinusoids(50, 32) + 0.1
+
+    assert "is not the sinusoid table" in _error(_rewrite(tmp_path / "model.nemo", state=wrong))

@@ -16,6 +16,7 @@ import torch
 
 from squeezer.config import EncoderConfig
 from squeezer.nemo.archive import NemoImportError
+from squeezer.nn.attention import relative_positional_encoding
 
 __all__ = ["convert_state"]
 
@@ -95,6 +96,17 @@ def _rename(key: str, config: EncoderConfig, stages: dict[str, str]) -> tuple[st
     raise NemoImportError(f"unexpected NeMo weight {key!r}")
 
 
+def _check_positional_table(key: str, table: torch.Tensor) -> None:
+    """Older NeMo saved its sinusoid table `pos_enc.pe` (1, 2L - 1, D); squeezer computes it."""
+    if table.dim() != 3 or table.size(1) % 2 == 0:
+        raise NemoImportError(f"unexpected shape {tuple(table.shape)} of NeMo buffer {key!r}")
+    length = (table.size(1) + 1) // 2
+    ours = relative_positional_encoding(length, table.size(2), table.device, torch.float32)
+    difference = (table[0].float() - ours).abs().max().item()
+    if difference > 1e-4:
+        raise NemoImportError(f"NeMo buffer {key!r} is not the sinusoid table ({difference})")
+
+
 def _ctc_head(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """NeMo's Conv1d decoder, blank last -> squeezer's Linear head, blank first."""
     weight, bias = (
@@ -124,6 +136,9 @@ def convert_state(
     for key, tensor in state.items():
         if key.startswith(("preprocessor.", "decoder.")):
             continue  # the frontend is checked by the caller; the head is done above
+        if key in ("encoder.pos_enc.pe", "encoder.time_reduce_pos_enc.pe"):
+            _check_positional_table(key, tensor)
+            continue
         name, transform = _rename(key, config, stages)
         if name in converted:
             raise NemoImportError(f"NeMo weights {sources[name]!r} and {key!r} both map to {name}")
@@ -131,6 +146,9 @@ def convert_state(
     leftover = sorted(sources[name] for name in set(converted) - set(expected))
     if leftover:
         raise NemoImportError(f"NeMo weights with no place in the squeezer model: {leftover[:3]}")
+    for name in set(expected) - set(converted):
+        if name.endswith(".num_batches_tracked"):  # absent from old checkpoints; unused in eval
+            converted[name] = torch.zeros_like(expected[name])
     missing = sorted(set(expected) - set(converted))
     if missing:
         raise NemoImportError(f"squeezer weights the NeMo file does not provide: {missing[:3]}")
