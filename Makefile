@@ -55,3 +55,9 @@ nemo-venv:
 
 nemo-fixtures: nemo-venv
 	$(NEMO_VENV)/bin/python tools/make_nemo_fixtures.py --out tests/fixtures/nemo
+
+# squeezer versus NeMo's own encoder on one imported Squeezeformer-XS (docs/benchmarks.md).
+.PHONY: bench-nemo
+bench-nemo: venv nemo-venv
+	$(PY) tools/bench_nemo.py --nemo-python $(NEMO_VENV)/bin/python --rounds 5 \
+		--out docs/benchmarks.md
