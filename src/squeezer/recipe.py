@@ -4,7 +4,7 @@ model:      a preset name, or `encoder:` with every EncoderConfig field
 features:   FeatureConfig (log-mel frontend), spec_augment: SpecAugmentConfig
 tokenizer:  kind, vocabulary size (trained on the training manifest's text)
 data:       manifests, batch duration, duration limits, loader workers
-optim:      AdamW and the Noam hold-annealing schedule (paper Section 4.1)
+optim:      AdamW; the Noam hold-annealing schedule (paper Section 4.1) or cosine annealing
 run:        steps/epochs, checkpoints, averaging, EMA, precision, logging
 """
 
@@ -46,6 +46,7 @@ class DataConfig:
     max_duration: float = 20.0
     num_workers: int = 1
     num_buckets: int = 10
+    speed_perturb: tuple[float, ...] = ()  # e.g. [0.9, 1.0, 1.1]; one drawn per utterance
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class OptimConfig:
     weight_decay: float = 4e-5
     warmup_steps: int = 1000
     hold_steps: int = 0
-    decay_rate: float = 1.0
+    schedule: Literal["noam", "cosine"] = "noam"  # cosine anneals to min_lr at run.max_steps
+    decay_rate: float = 1.0  # noam only
     min_lr: float = 1e-5
     grad_clip: float = 1.0
     accumulate: int = 1  # batches per optimiser step

@@ -1,4 +1,4 @@
-"""The paper's learning-rate schedule: linear warm-up, hold, then Noam-style decay.
+"""Learning-rate schedules: the paper's Noam hold-annealing, and cosine annealing for step budgets.
 
 Squeezeformer trains with NeMo's `NoamHoldAnnealing` (paper Section 4.1): the LR rises linearly
 to its peak over `warmup_steps`, stays there for `hold_steps`, then decays as
@@ -7,16 +7,25 @@ to its peak over `warmup_steps`, stays there for `hold_steps`, then decays as
 
 which equals the peak at the end of the hold and falls off as step^-d (d = `decay_rate`, 1.0
 in the paper's recipe).
+
+`CosineHoldAnnealing` (NeMo's `CosineAnnealing` with a hold) has the same warm-up and hold, then
+follows half a cosine from the peak down to min_lr at `total_steps`. It needs a step budget
+(run.max_steps) and suits short runs, where Noam's slow 1/step tail never anneals the weights.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["NoamHoldAnnealing", "noam_hold_annealing_lr"]
+if TYPE_CHECKING:
+    from squeezer.recipe import OptimConfig
+
+__all__ = ["CosineHoldAnnealing", "NoamHoldAnnealing", "build_schedule", "noam_hold_annealing_lr"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,59 @@ class NoamHoldAnnealing:
     def scheduler(self, optimizer: Optimizer, last_step: int = -1) -> LambdaLR:
         """A torch scheduler applying the factor to each param group's initial LR."""
         return LambdaLR(optimizer, self.factor, last_epoch=last_step)
+
+
+@dataclass(frozen=True)
+class CosineHoldAnnealing:
+    """Warm-up, hold, then a half cosine reaching min_lr at `total_steps` (and staying there)."""
+
+    warmup_steps: int
+    hold_steps: int
+    total_steps: int
+    min_lr_ratio: float = 0.0  # min_lr / peak_lr
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 1:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 1")
+        if self.hold_steps < 0:
+            raise ValueError(f"hold_steps={self.hold_steps} must be >= 0")
+        if self.total_steps <= self.warmup_steps + self.hold_steps:
+            raise ValueError(
+                f"total_steps={self.total_steps} must exceed warmup_steps + hold_steps"
+                f" ({self.warmup_steps + self.hold_steps})"
+            )
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        decay_start = self.warmup_steps + self.hold_steps
+        if step < decay_start:
+            return 1.0
+        progress = min(1.0, (step - decay_start) / (self.total_steps - decay_start))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+
+    def scheduler(self, optimizer: Optimizer, last_step: int = -1) -> LambdaLR:
+        """A torch scheduler applying the factor to each param group's initial LR."""
+        return LambdaLR(optimizer, self.factor, last_epoch=last_step)
+
+
+def build_schedule(
+    optim: OptimConfig, max_steps: int | None
+) -> NoamHoldAnnealing | CosineHoldAnnealing:
+    """The recipe's schedule; cosine needs the step budget (run.max_steps) to anneal towards."""
+    min_lr_ratio = optim.min_lr / optim.peak_lr
+    if optim.schedule == "noam":
+        return NoamHoldAnnealing(
+            optim.warmup_steps, optim.hold_steps, optim.decay_rate, min_lr_ratio
+        )
+    if optim.schedule == "cosine":
+        if max_steps is None:
+            raise ValueError("optim.schedule=cosine needs run.max_steps (the step it anneals to)")
+        return CosineHoldAnnealing(optim.warmup_steps, optim.hold_steps, max_steps, min_lr_ratio)
+    raise ValueError(f"optim.schedule={optim.schedule!r}: expected 'noam' or 'cosine'")
 
 
 def noam_hold_annealing_lr(
