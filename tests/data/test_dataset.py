@@ -11,6 +11,7 @@ from squeezer.data.dataset import (
     ctc_frames_needed,
     filter_cuts,
     make_dataloader,
+    speed_perturb,
 )
 from squeezer.data.importers import import_nemo_manifest
 from squeezer.features import LogMelFrontend
@@ -90,3 +91,37 @@ def test_loader_batches_by_duration_and_covers_the_epoch(cuts):
         duration = sum(kept[i].duration for i in batch.ids)
         assert duration <= 2.5 or len(batch) == 1
     assert sorted(seen) == sorted(kept.ids)
+
+
+def test_speed_perturb_changes_tempo_and_pitch_together():
+    t = torch.arange(16000) / 16000
+    waveform = torch.sin(2 * torch.pi * 440 * t).numpy().astype("float32")  # 1 s of 440 Hz
+    assert speed_perturb(waveform, 1.0) is waveform
+    for factor in (0.9, 1.1):
+        faster = speed_perturb(waveform, factor)
+        assert faster.dtype == waveform.dtype
+        assert abs(len(faster) - 16000 / factor) <= 1
+        spectrum = torch.fft.rfft(torch.from_numpy(faster)).abs()
+        peak_hz = int(spectrum.argmax()) * 16000 / len(faster)
+        assert peak_hz == pytest.approx(440 * factor, abs=2)
+    with pytest.raises(ValueError, match="positive"):
+        speed_perturb(waveform, 0.0)
+
+
+def test_dataset_speed_perturbs_each_cut_by_one_of_its_factors(cuts):
+    kept, _ = filter_cuts(cuts, TOKENIZER.encode, frames_at_40ms, 0.1, 20.0)
+    frontend = LogMelFrontend()
+    samples = torch.tensor([round(c.duration * 16000) for c in kept])
+    torch.manual_seed(0)
+    batch = AsrDataset(frontend, TOKENIZER.encode, speed_factors=(1.25,))[kept]
+    expected = frontend.output_lengths(torch.round(samples / 1.25).long())
+    assert (batch.feature_lengths - expected).abs().max() <= 1
+    unperturbed = frontend.output_lengths(samples)
+    dataset = AsrDataset(frontend, TOKENIZER.encode, speed_factors=(0.8, 1.0))
+    seen = set()
+    for _ in range(8):
+        lengths = dataset[kept].feature_lengths
+        seen |= {"slower" if n > m else "same" for n, m in zip(lengths, unperturbed, strict=True)}
+    assert seen == {"slower", "same"}  # both factors are drawn
+    with pytest.raises(ValueError, match="positive"):
+        AsrDataset(frontend, TOKENIZER.encode, speed_factors=(1.0, -0.9))

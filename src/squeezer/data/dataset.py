@@ -2,7 +2,9 @@
 
 The sampler is Lhotse's `DynamicBucketingSampler` (batches by total duration, DDP-aware: each
 rank reads its own share); `AsrDataset` turns one sampled CutSet into a batch in a DataLoader
-worker: it loads and resamples audio, computes log-mel features and tokenizes the text.
+worker: it loads and resamples audio, optionally speed-perturbs it (Kaldi-style: resampled, so
+tempo and pitch change together, as in WeNet and icefall recipes), computes log-mel features
+and tokenizes the text.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import soxr
 import torch
 from lhotse import CutSet
 from lhotse.cut import Cut
@@ -33,6 +36,7 @@ __all__ = [
     "filter_cuts",
     "load_cut_audio",
     "make_dataloader",
+    "speed_perturb",
 ]
 
 log = logging.getLogger(__name__)
@@ -156,6 +160,17 @@ class AsrBatch:
         )
 
 
+def speed_perturb(waveform: np.ndarray, factor: float) -> np.ndarray:
+    """Play `waveform` (N,) at `factor` times its speed: about N / factor samples, pitch and
+    formants scaled by `factor` too (a new voice for the model; Ko et al., Interspeech 2015)."""
+    if factor <= 0:
+        raise ValueError(f"speed factor must be positive, got {factor}")
+    if factor == 1.0:
+        return waveform
+    # Reading the samples as if recorded at factor * 16 kHz and resampling to 16 kHz.
+    return soxr.resample(waveform, SAMPLE_RATE * factor, SAMPLE_RATE).astype(np.float32)
+
+
 def pad_sequences(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """1-D tensors -> (B, max length) zero-padded, and their lengths (B,)."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
@@ -172,6 +187,7 @@ class AsrDataset(Dataset):
     A cut whose audio fails to load is left out of its batch with a warning naming the file,
     so one bad file never stops training; a batch may therefore come back empty (len 0).
     With `encode=None` (evaluation) the targets are empty and only the texts are kept.
+    `speed_factors` (training only): each cut is played at one of them, drawn uniformly.
     """
 
     def __init__(
@@ -179,10 +195,14 @@ class AsrDataset(Dataset):
         frontend: LogMelFrontend,
         encode: Callable[[str], list[int]] | None,
         max_seconds: float | None = None,
+        speed_factors: Sequence[float] = (),
     ) -> None:
+        if any(factor <= 0 for factor in speed_factors):
+            raise ValueError(f"speed factors must be positive, got {list(speed_factors)}")
         self.frontend = frontend.eval()
         self.encode = encode
         self.max_seconds = max_seconds
+        self.speed_factors = tuple(speed_factors)
 
     def __getitem__(self, cuts: CutSet) -> AsrBatch:
         waveforms, targets, texts, ids = [], [], [], []
@@ -192,6 +212,10 @@ class AsrDataset(Dataset):
             except AudioError as error:
                 log.warning("skipping %s: %s", cut.id, error)
                 continue
+            if self.speed_factors:
+                # torch's RNG: DataLoader seeds it per worker from the run's seed.
+                pick = int(torch.randint(len(self.speed_factors), ()))
+                waveform = speed_perturb(waveform, self.speed_factors[pick])
             text = cut_text(cut)
             waveforms.append(torch.from_numpy(waveform))
             # Evaluation passes no encoder: references are scored as text, never tokenized.
