@@ -36,7 +36,7 @@ from squeezer.features import LogMelFrontend, SpecAugment
 from squeezer.metrics_log import MetricsLog
 from squeezer.model import AsrModel, save_model
 from squeezer.recipe import TrainConfig
-from squeezer.schedule import NoamHoldAnnealing
+from squeezer.schedule import build_schedule
 from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
 
 __all__ = ["TrainState", "train"]
@@ -133,7 +133,11 @@ class Trainer:
         data = self.config.data
         frontend = LogMelFrontend(self.config.features)
 
+        fastest = max(data.speed_perturb, default=1.0)
+
         def frames(samples: int) -> int:
+            # The fastest speed perturbation leaves the fewest frames for CTC to align.
+            samples = int(samples / max(fastest, 1.0))
             return int(self.model.frames_for_samples(torch.tensor([samples]))[0])
 
         cuts, report = filter_cuts(
@@ -143,7 +147,12 @@ class Trainer:
             log.info("training data: %s", report.summary())
         if len(cuts) == 0:
             raise ValueError(f"{data.train}: no utterance is usable for training")
-        dataset = AsrDataset(frontend, self.tokenizer.encode, max_seconds=data.max_duration + 1)
+        dataset = AsrDataset(
+            frontend,
+            self.tokenizer.encode,
+            max_seconds=data.max_duration + 1,
+            speed_factors=data.speed_perturb,
+        )
         return make_dataloader(
             cuts,
             dataset,
@@ -163,10 +172,7 @@ class Trainer:
             betas=optim.betas,
             weight_decay=optim.weight_decay,
         )
-        schedule = NoamHoldAnnealing(
-            optim.warmup_steps, optim.hold_steps, optim.decay_rate, optim.min_lr / optim.peak_lr
-        )
-        self.scheduler = schedule.scheduler(self.optimizer)
+        self.scheduler = build_schedule(optim, self.config.run.max_steps).scheduler(self.optimizer)
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -187,13 +193,18 @@ class Trainer:
         return state
 
     def _save(self) -> None:
+        start = time.perf_counter()
         if self.dist.is_main:
             state = self._checkpoint_state()
             save_checkpoint(state, self.out_dir / "checkpoints", self.state.step, self._keep())
-            self._evaluate_dev()
+            self._evaluate_dev(trained_s=self._elapsed())
         barrier()
+        # The wall-clock budget (run.max_minutes) is training time: checkpointing and dev
+        # scoring are not charged to it (on every rank alike), so two models compared under
+        # one budget get the same time to learn however often they are scored.
+        self._started += time.perf_counter() - start
 
-    def _evaluate_dev(self) -> None:
+    def _evaluate_dev(self, trained_s: float) -> None:
         """Greedy WER/CER on the dev manifest (rank 0), logged beside the training loss."""
         if self.dev_cuts is None:
             return
@@ -205,7 +216,8 @@ class Trainer:
             rates = evaluate(self.model, self.dev_cuts, max_batch_seconds=120).rates["greedy"]
         finally:
             self.model.train()
-        self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer})
+        self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer,
+                            "time_s": round(trained_s, 1)})  # fmt: skip
 
     def _check_ranks_in_sync(self) -> None:
         """Every rank must hold the same weights after DDP training: log the largest gap."""
