@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
 
-.PHONY: venv system-deps test lint demo bench clean
+.PHONY: venv system-deps test lint demo demo-gpu bench clean
 
 # Debian packages: espeak-ng synthesises the embedded corpus; flite adds a second engine's
 # voices and fortunes-min offline sentences where available (both optional).
@@ -35,8 +35,16 @@ lint: venv
 test: lint system-deps
 	$(PY) -m pytest -q
 
+# Conformer versus Squeezeformer on the embedded corpus (about 25 minutes on 2 CPU cores);
+# results in results/demo. Extra arguments: make demo DEMO_ARGS="--steps 300 --out results/quick"
+DEMO_ARGS ?=
 demo: venv system-deps
-	@echo "make demo: not yet (the demo lands with issue #6)"
+	$(PY) -m squeezer demo $(DEMO_ARGS)
+
+# The same comparison at the paper's XS / S size on the `large` corpus, bf16 on one CUDA device.
+demo-gpu: venv system-deps
+	$(PY) -m squeezer demo --gpu --size large --corpus data/synth-large --out results/demo-gpu \
+		--recipes configs/demo/gpu-conformer.yaml configs/demo/gpu-squeezeformer.yaml $(DEMO_ARGS)
 
 bench: venv
 	$(PY) -m squeezer bench --rounds 3 --out docs/benchmarks.md

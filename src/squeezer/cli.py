@@ -20,6 +20,8 @@ from squeezer import AsrModel, EncoderConfig, __version__, list_presets
 log = logging.getLogger("squeezer")
 
 Verb = Callable[[argparse.Namespace], int]
+# squeezer.demo.DEMO_RECIPES, spelled out so that `--help` does not import the training stack
+_DEMO_RECIPES = (Path("configs/demo/conformer.yaml"), Path("configs/demo/squeezeformer.yaml"))
 
 
 def _command_line(verb: str) -> str:
@@ -175,7 +177,29 @@ def _plot(args: argparse.Namespace) -> int:
     from squeezer.plots import plot_runs
 
     out = args.out or Path(args.runs[0]) / "curves.png"
-    log.info("wrote %s", plot_runs(args.runs, out))
+    log.info("wrote %s", plot_runs(args.runs, out, x=args.x))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Conformer versus Squeezeformer: corpus, training, scoring, report (`make demo`)."""
+    from squeezer.demo import DemoSettings, run_demo, write_demo_results
+    from squeezer.demo_report import comparison_table, group_table, verdict
+
+    settings = DemoSettings(
+        recipes=tuple(args.recipes), corpus=args.corpus, size=args.size, out=args.out,
+        steps=args.steps, minutes=args.minutes, beam=args.beam, show=args.show, jobs=args.jobs,
+        overrides=tuple(args.set), require_cuda=args.gpu,
+    )  # fmt: skip
+    results, examples = run_demo(settings)
+    print()
+    for example in examples:
+        print(f"{Path(example['file']).name} ({example['group']})")
+        print(f"  REF: {example['reference']}\n  HYP: {example['hypothesis']}")
+    print("\n" + comparison_table(results) + "\n\n" + group_table(results) + "\n")
+    print("\n".join(verdict(results)))
+    report = write_demo_results(settings, results, examples, _command_line("demo"))
+    print(f"\nwrote {report} (and results.json and plots beside it)")
     return 0
 
 
@@ -306,9 +330,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     transcribe.add_argument("--overlap", type=float, default=2.0, help="overlap seconds")
     transcribe.add_argument("--device", default="cpu")
 
-    plot = verbs.add_parser("plot", help="training curves (loss, dev WER, LR) as a PNG")
+    plot = verbs.add_parser("plot", help="training curves (loss, dev WER/CER, LR) as a PNG")
     plot.add_argument("runs", type=Path, nargs="+", help="run directories")
     plot.add_argument("--out", type=Path, help="PNG path (default: RUN/curves.png)")
+    plot.add_argument("--x", choices=["step", "time_s"], default="step", help="horizontal axis")
+
+    demo = verbs.add_parser("demo", help="train and compare Conformer and Squeezeformer")
+    demo.add_argument("--recipes", type=Path, nargs="+", default=list(_DEMO_RECIPES))
+    demo.add_argument("--corpus", type=Path, default=Path("data/synth-demo"))
+    demo.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
+    demo.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder")
+    demo.add_argument("--steps", type=int, help="optimiser steps per model (overrides recipes)")
+    demo.add_argument("--minutes", type=float, help="wall-clock cap per model (overrides)")
+    demo.add_argument("--beam", type=int, default=8, help="beam width (0: greedy only)")
+    demo.add_argument("--show", type=int, default=4, help="test files to transcribe")
+    demo.add_argument("--jobs", type=int, default=None, help="synthesis processes")
+    demo.add_argument("--gpu", action="store_true", help="train on CUDA in bf16")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a value of every recipe (repeatable)")  # fmt: skip
 
     flops = verbs.add_parser("flops", help="parameters and FLOPs per component; the ladder")
     flops.add_argument("models", nargs="*", help="presets or encoder YAML files (default: all)")
@@ -336,6 +375,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     redundancy.add_argument("--plot", type=Path, help="heatmap PNG")
 
     verb_functions = {
+        "demo": _demo,
         "redundancy": _redundancy,
         "flops": _flops,
         "plot": _plot,
