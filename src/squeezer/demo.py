@@ -161,11 +161,14 @@ def _group_rates(evaluation: Evaluation, groups: dict[str, str]) -> dict[str, di
 
 
 def _trained(run_dir: Path) -> tuple[int, float]:
-    """Optimiser steps and training minutes of a finished run, from its metrics log."""
-    records = [r for r in read_metrics(run_dir) if "loss" in r]
+    """Optimiser steps and training minutes of a finished run, from its metrics log (the last
+    record of either kind: loss records come every run.log_every steps, dev records with each
+    checkpoint, the final one included)."""
+    records = [r for r in read_metrics(run_dir) if "step" in r and "time_s" in r]
     if not records:
         return 0, 0.0
-    return int(records[-1]["step"]), records[-1]["time_s"] / 60
+    last = max(records, key=lambda r: (r["step"], r["time_s"]))
+    return int(last["step"]), last["time_s"] / 60
 
 
 def score_model(
