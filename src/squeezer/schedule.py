@@ -29,31 +29,31 @@ __all__ = ["CosineHoldAnnealing", "NoamHoldAnnealing", "build_schedule", "noam_h
 
 
 @dataclass(frozen=True)
-class NoamHoldAnnealing:
-    """Schedule settings; `factor(step)` is the multiplier of the peak LR at an optimiser step."""
+class _WarmupHold:
+    """What both schedules share: a linear warm-up to the peak, a hold at it, then `_decay`."""
 
     warmup_steps: int
     hold_steps: int
-    decay_rate: float = 1.0
-    min_lr_ratio: float = 0.0  # min_lr / peak_lr
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 1")
         if self.hold_steps < 0:
             raise ValueError(f"hold_steps={self.hold_steps} must be >= 0")
-        if self.decay_rate <= 0:
-            raise ValueError(f"decay_rate={self.decay_rate} must be positive")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
+        min_lr_ratio = self.min_lr_ratio  # a field of each schedule, after its own fields
+        if not 0 <= min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio={min_lr_ratio} must be in [0, 1]")
 
     def factor(self, step: int) -> float:
+        """The multiplier of the peak LR at an optimiser step."""
         if step < self.warmup_steps:
             return (step + 1) / (self.warmup_steps + 1)
         if step < self.warmup_steps + self.hold_steps:
             return 1.0
-        decay = (self.warmup_steps / max(1, step - self.hold_steps)) ** self.decay_rate
-        return max(min(decay, 1.0), self.min_lr_ratio)
+        return self._decay(step)
+
+    def _decay(self, step: int) -> float:
+        raise NotImplementedError
 
     def scheduler(self, optimizer: Optimizer, last_step: int = -1) -> LambdaLR:
         """A torch scheduler applying the factor to each param group's initial LR."""
@@ -61,40 +61,42 @@ class NoamHoldAnnealing:
 
 
 @dataclass(frozen=True)
-class CosineHoldAnnealing:
+class NoamHoldAnnealing(_WarmupHold):
+    """Schedule settings; `factor(step)` is the multiplier of the peak LR at an optimiser step."""
+
+    decay_rate: float = 1.0
+    min_lr_ratio: float = 0.0  # min_lr / peak_lr
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.decay_rate <= 0:
+            raise ValueError(f"decay_rate={self.decay_rate} must be positive")
+
+    def _decay(self, step: int) -> float:
+        decay = (self.warmup_steps / max(1, step - self.hold_steps)) ** self.decay_rate
+        return max(min(decay, 1.0), self.min_lr_ratio)
+
+
+@dataclass(frozen=True)
+class CosineHoldAnnealing(_WarmupHold):
     """Warm-up, hold, then a half cosine reaching min_lr at `total_steps` (and staying there)."""
 
-    warmup_steps: int
-    hold_steps: int
     total_steps: int
     min_lr_ratio: float = 0.0  # min_lr / peak_lr
 
     def __post_init__(self) -> None:
-        if self.warmup_steps < 1:
-            raise ValueError(f"warmup_steps={self.warmup_steps} must be >= 1")
-        if self.hold_steps < 0:
-            raise ValueError(f"hold_steps={self.hold_steps} must be >= 0")
+        super().__post_init__()
         if self.total_steps <= self.warmup_steps + self.hold_steps:
             raise ValueError(
                 f"total_steps={self.total_steps} must exceed warmup_steps + hold_steps"
                 f" ({self.warmup_steps + self.hold_steps})"
             )
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio} must be in [0, 1]")
 
-    def factor(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
+    def _decay(self, step: int) -> float:
         decay_start = self.warmup_steps + self.hold_steps
-        if step < decay_start:
-            return 1.0
         progress = min(1.0, (step - decay_start) / (self.total_steps - decay_start))
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
-
-    def scheduler(self, optimizer: Optimizer, last_step: int = -1) -> LambdaLR:
-        """A torch scheduler applying the factor to each param group's initial LR."""
-        return LambdaLR(optimizer, self.factor, last_epoch=last_step)
 
 
 def build_schedule(
