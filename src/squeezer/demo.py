@@ -17,7 +17,6 @@ The steps, each reusing what an earlier (possibly interrupted) run already finis
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 import yaml
 from lhotse import CutSet
 
-from squeezer.analysis.bench_peer import FRAME_SHIFT_S, make_batch
+from squeezer.analysis.bench_peer import FRAME_SHIFT_S, best_seconds, make_batch
 from squeezer.analysis.flops import analytic_flops, frames_for_seconds
 from squeezer.config import EncoderConfig
 from squeezer.data.corpus import synthesize_corpus
@@ -139,13 +138,8 @@ def encoder_throughput(config: EncoderConfig, device: torch.device, repeats: int
             torch.cuda.synchronize(device)
 
     with torch.no_grad():
-        forward()  # warm-up: first-call allocations and kernel selection
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            forward()
-            times.append(time.perf_counter() - start)
-    return float(lengths.sum()) * FRAME_SHIFT_S / min(times)
+        seconds = best_seconds(forward, repeats, lambda: None)  # after one warm-up run
+    return float(lengths.sum()) * FRAME_SHIFT_S / seconds
 
 
 def _group_rates(evaluation: Evaluation, groups: dict[str, str]) -> dict[str, dict[str, float]]:

@@ -123,7 +123,7 @@ BUILDERS: dict[str, Callable[[str], tuple[nn.Module, ForwardFn]]] = {
 }
 
 
-def _best_seconds(step: Callable[[], object], repeats: int, before: Callable[[], None]) -> float:
+def best_seconds(step: Callable[[], object], repeats: int, before: Callable[[], None]) -> float:
     """Run `step` once to warm up, then `repeats` times; the fastest wall time in seconds."""
     # The warm-up pays for first-call allocations and kernel selection, which a training run
     # pays once, not per batch.
@@ -144,7 +144,7 @@ def time_forward(module: nn.Module, forward: ForwardFn, repeats: int) -> tuple[f
     module.eval()
     with torch.no_grad():
         frames = forward(x, lengths).size(1)
-        seconds = _best_seconds(lambda: forward(x, lengths), repeats, lambda: None)
+        seconds = best_seconds(lambda: forward(x, lengths), repeats, lambda: None)
     return seconds, frames
 
 
@@ -157,7 +157,7 @@ def time_train_step(module: nn.Module, forward: ForwardFn, repeats: int) -> floa
         forward(x, lengths).pow(2).mean().backward()
 
     # Gradients are dropped outside the timed region so every step allocates them alike.
-    return _best_seconds(step, repeats, lambda: module.zero_grad(set_to_none=True))
+    return best_seconds(step, repeats, lambda: module.zero_grad(set_to_none=True))
 
 
 def measure(implementation: str, preset: str, repeats: int, threads: int) -> WorkerResult:
