@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from squeezer import cli
 from squeezer import demo as demo_module
 from squeezer.cli import main
 from squeezer.data.corpus import synthesize_corpus
@@ -69,6 +70,11 @@ def test_verdict_says_whether_the_papers_claim_holds():
     assert "does not hold" in loses[2]
     uneven = [_result("conformer", 12.0, 0.3, 0.1, steps=90), _result("squeezeformer", 6, 0.4, 0.2)]
     assert "after 100 versus 90 steps" in verdict(uneven)[2]
+
+
+def test_cli_default_recipes_are_the_demos():
+    # cli.py spells them out so that `--help` does not import the training stack.
+    assert cli._DEMO_RECIPES == DEMO_RECIPES
 
 
 def test_demo_recipes_are_matched_and_in_the_paper_budget():

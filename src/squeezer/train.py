@@ -133,11 +133,11 @@ class Trainer:
         data = self.config.data
         frontend = LogMelFrontend(self.config.features)
 
-        fastest = max(data.speed_perturb, default=1.0)
+        # The fastest speed perturbation (if faster than 1) leaves the fewest frames for CTC.
+        fastest = max((*data.speed_perturb, 1.0))
 
         def frames(samples: int) -> int:
-            # The fastest speed perturbation leaves the fewest frames for CTC to align.
-            samples = int(samples / max(fastest, 1.0))
+            samples = int(samples / fastest)
             return int(self.model.frames_for_samples(torch.tensor([samples]))[0])
 
         cuts, report = filter_cuts(
