@@ -46,7 +46,12 @@ class CtcHead(nn.Module):
 
 
 def masked_mean(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the real frames of each sequence: (B, T, D), (B,) -> (B, D)."""
+    """Mean over the real frames of each sequence: (B, T, D), (B,) -> (B, D).
+
+    Accumulated in float32 at least (bf16 under autocast would sum T frames in 8 bits of
+    mantissa); returned in that accumulation dtype.
+    """
+    features = features.to(torch.promote_types(features.dtype, torch.float32))
     keep = ~lengths_to_padding_mask(lengths, features.size(1))  # (B, T)
     total = (features * keep.unsqueeze(-1)).sum(dim=1)  # (B, D)
     return total / lengths.clamp(min=1).unsqueeze(-1).to(features.dtype)
