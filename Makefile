@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
 
-.PHONY: venv system-deps test lint demo demo-gpu bench clean
+.PHONY: venv system-deps test test-float-paths lint demo demo-gpu bench clean
 
 # Debian packages: espeak-ng synthesises the embedded corpus; flite adds a second engine's
 # voices and fortunes-min offline sentences where available (both optional).
@@ -19,11 +19,12 @@ system-deps:
 		$$SUDO apt-get install -y -q --no-install-recommends fortunes-min || true; }
 
 # torch is pinned and installed first so that no later requirement pulls a CUDA build.
-$(VENV)/.installed: pyproject.toml
+# The `lm` extra (kenlm, built from source in about a minute) lets the KenLM tests run too.
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,lm]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -34,6 +35,19 @@ lint: venv
 
 test: lint system-deps
 	$(PY) -m pytest -q
+
+# The float-sensitive tests again under other kernels: CPUs of one kind differ (AVX2 or
+# AVX-512, Intel or AMD), and MKL and torch pick their code paths by CPU. COMPATIBLE is MKL's
+# generic path, AVX2 the one an AVX-512 machine would not take by default; torch's scalar
+# kernels (ATEN_CPU_CAPABILITY=default) are a second path even where MKL ignores MKL_CBWR.
+# torch.compile is left out of that run: Inductor still emits vectorised C++ for the CPU, which
+# does not compile against ATen's scalar build (a torch limitation, not a user's path).
+FLOAT_TESTS := tests/nemo tests/nn tests/test_features.py tests/test_bf16.py \
+	tests/test_transcribe.py tests/analysis/test_redundancy.py
+test-float-paths: venv
+	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q $(FLOAT_TESTS) \
+		-k "not torch_compile"
+	MKL_CBWR=AVX2 $(PY) -m pytest -q $(FLOAT_TESTS)
 
 # Conformer versus Squeezeformer on the embedded corpus (about 25 minutes on 2 CPU cores);
 # results in results/demo. Extra arguments: make demo DEMO_ARGS="--steps 300 --out results/quick"
