@@ -40,13 +40,10 @@ test: lint system-deps
 # AVX-512, Intel or AMD), and MKL and torch pick their code paths by CPU. COMPATIBLE is MKL's
 # generic path, AVX2 the one an AVX-512 machine would not take by default; torch's scalar
 # kernels (ATEN_CPU_CAPABILITY=default) are a second path even where MKL ignores MKL_CBWR.
-# torch.compile is left out of that run: Inductor still emits vectorised C++ for the CPU, which
-# does not compile against ATen's scalar build (a torch limitation, not a user's path).
 FLOAT_TESTS := tests/nemo tests/nn tests/test_features.py tests/test_bf16.py \
 	tests/test_transcribe.py tests/analysis/test_redundancy.py
 test-float-paths: venv
-	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q $(FLOAT_TESTS) \
-		-k "not torch_compile"
+	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q $(FLOAT_TESTS)
 	MKL_CBWR=AVX2 $(PY) -m pytest -q $(FLOAT_TESTS)
 
 # Conformer versus Squeezeformer on the embedded corpus (about 25 minutes on 2 CPU cores);
