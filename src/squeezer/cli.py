@@ -136,13 +136,36 @@ def _import_nemo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for_inference(args: argparse.Namespace):
+    """The model behind MODEL for --backend: PyTorch (a directory or .nemo) or ONNX Runtime."""
+    if args.backend == "torch":
+        from squeezer.model import load_model
+
+        return load_model(args.model, device=args.device)
+    from squeezer.onnx_model import load_onnx_model
+
+    if args.device != "cpu":
+        raise ValueError(f"--backend {args.backend} runs on the CPU, not --device {args.device}")
+    return load_onnx_model(args.model, int8=args.backend == "onnx-int8")
+
+
+def _export(args: argparse.Namespace) -> int:
+    """ONNX graph(s), tokens.txt and settings for ONNX Runtime and sherpa-onnx."""
+    from squeezer.export import export_onnx
+    from squeezer.model import load_model
+
+    result = export_onnx(load_model(args.model), args.out, int8=args.int8)
+    for graph in result.graphs:
+        print(f"{graph}\t{graph.stat().st_size / 2**20:.1f} MB")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """WER/CER of a model on a manifest, greedy and beam search."""
     from squeezer.data.manifests import load_cuts
     from squeezer.evaluate import evaluate, write_evaluation
-    from squeezer.model import load_model
 
-    model = load_model(args.model, device=args.device)
+    model = _load_for_inference(args)
     evaluation = evaluate(model, load_cuts(args.manifest), args.beam, args.lm, args.batch_seconds)
     summary = evaluation.summary()
     for name, rates in evaluation.rates.items():
@@ -159,10 +182,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     """Text of audio files (long files in overlapping windows)."""
     import json
 
-    from squeezer.model import load_model
     from squeezer.transcribe import transcribe_files
 
-    model = load_model(args.model, device=args.device)
+    model = _load_for_inference(args)
     results = transcribe_files(model, args.audio, args.window, args.overlap)
     for result in results:
         if args.json:
@@ -313,8 +335,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     nemo.add_argument("nemo", type=Path, help="the .nemo file (Squeezeformer or Conformer CTC)")
     nemo.add_argument("--out", type=Path, required=True, help="model directory to write")
 
+    export = verbs.add_parser("export", help="ONNX for ONNX Runtime and sherpa-onnx")
+    export.add_argument("model", type=Path, help="model directory or .nemo file")
+    export.add_argument("--out", type=Path, required=True, help="export folder to write")
+    export.add_argument("--int8", action="store_true", help="also an int8-weight graph")
+
+    backend = dict(choices=["torch", "onnx", "onnx-int8"], default="torch",
+                   help="torch: a model directory or .nemo file; onnx, onnx-int8: an export "
+                        "folder (squeezer export), run in ONNX Runtime")  # fmt: skip
     evaluate = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest")
-    evaluate.add_argument("model", type=Path, help="model directory or .nemo file")
+    evaluate.add_argument("model", type=Path, help="model directory, .nemo file or export")
+    evaluate.add_argument("--backend", **backend)
     evaluate.add_argument("manifest", type=Path, help="Lhotse manifest (.jsonl.gz)")
     evaluate.add_argument("--beam", type=int, default=0, help="beam width (0: greedy only)")
     evaluate.add_argument("--lm", type=Path, help="KenLM model (ARPA or binary) for the beam")
@@ -323,7 +354,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     evaluate.add_argument("--out", type=Path, help="folder for hypotheses and summary")
 
     transcribe = verbs.add_parser("transcribe", help="transcribe audio files")
-    transcribe.add_argument("model", type=Path, help="model directory or .nemo file")
+    transcribe.add_argument("model", type=Path, help="model directory, .nemo file or export")
+    transcribe.add_argument("--backend", **backend)
     transcribe.add_argument("audio", type=Path, nargs="+")
     transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
     transcribe.add_argument("--window", type=float, default=20.0, help="window seconds")
@@ -380,6 +412,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
         "flops": _flops,
         "plot": _plot,
         "evaluate": _evaluate,
+        "export": _export,
         "transcribe": _transcribe,
         "train": _train,
         "import-nemo": _import_nemo,

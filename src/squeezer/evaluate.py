@@ -55,7 +55,7 @@ def evaluate(
     """Decode every cut greedily (and with beam search when beam_width > 0) and score them."""
     if model.tokenizer is None:
         raise ValueError("the model has no tokenizer; load it with squeezer.load_model(dir)")
-    tokenizer, device = model.tokenizer, next(model.parameters()).device
+    tokenizer, device = model.tokenizer, model.device
     beam = BeamSearchDecoder(tokenizer, lm_path=lm_path) if beam_width > 0 else None
     # Features are computed on the CPU by the loader: give it its own copy of the frontend
     # instead of moving the model's frontend off (and back onto) the model's device.

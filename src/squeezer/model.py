@@ -23,7 +23,14 @@ from squeezer.nn.heads import CtcHead, CtcOutput
 from squeezer.structured import from_mapping, to_mapping
 from squeezer.text import Tokenizer, load_tokenizer
 
-__all__ = ["MODEL_FORMAT", "AsrModel", "load_model", "save_model"]
+__all__ = [
+    "MODEL_FORMAT",
+    "AsrModel",
+    "load_model",
+    "model_settings",
+    "read_settings",
+    "save_model",
+]
 
 MODEL_FORMAT = "squeezer-ctc-v1"
 CONFIG_FILE = "config.yaml"
@@ -49,6 +56,11 @@ class AsrModel(nn.Module):
         self.encoder = SequenceEncoder(config)
         self.ctc_head = CtcHead(config.d_model, vocab_size)
         self.tokenizer: Tokenizer | None = None  # attached by `load_model`
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return self.ctc_head.linear.weight.device
 
     def output_lengths(self, feature_lengths: torch.Tensor) -> torch.Tensor:
         """Encoder output frames for `feature_lengths` feature frames."""
@@ -76,7 +88,7 @@ class AsrModel(nn.Module):
         return [result.text for result in transcribe_files(self, paths)]
 
 
-def _model_settings(model: AsrModel) -> dict[str, Any]:
+def model_settings(model: AsrModel) -> dict[str, Any]:
     return {
         "format": MODEL_FORMAT,
         "vocab_size": model.vocab_size,
@@ -98,11 +110,11 @@ def save_model(model: AsrModel, directory: str | Path, tokenizer: Tokenizer) -> 
     temporary = directory / f".{WEIGHTS_FILE}.tmp"
     save_file(state, str(temporary), metadata={"format": MODEL_FORMAT})
     os.replace(temporary, directory / WEIGHTS_FILE)
-    (directory / CONFIG_FILE).write_text(yaml.safe_dump(_model_settings(model), sort_keys=False))
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(model_settings(model), sort_keys=False))
     return directory
 
 
-def _read_settings(directory: Path) -> dict[str, Any]:
+def read_settings(directory: Path) -> dict[str, Any]:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(
@@ -122,7 +134,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> AsrModel
         from squeezer.nemo import load_nemo  # lazily: only imports of .nemo files need it
 
         return load_nemo(directory, device)
-    settings = _read_settings(directory)
+    settings = read_settings(directory)
     encoder = from_mapping(EncoderConfig, settings["encoder"], "encoder")
     features = from_mapping(FeatureConfig, settings["features"], "features")
     model = AsrModel(encoder, int(settings["vocab_size"]), features)

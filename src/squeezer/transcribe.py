@@ -58,7 +58,7 @@ def stitched_log_probs(
     if window_frames <= 2 * margin:
         raise ValueError(f"window_s={window_s} must exceed overlap_s={overlap_s}")
     window, hop = window_frames * frame, (window_frames - 2 * margin) * frame
-    device = next(model.parameters()).device
+    device = model.device
     if waveform.numel() <= window:
         lengths = torch.tensor([waveform.numel()], device=device)
         out = model.log_probs(waveform.to(device).unsqueeze(0), lengths)

@@ -52,12 +52,25 @@ def relative_shift(scores: torch.Tensor) -> torch.Tensor:
     """(B, H, T, 2T - 1) scores by distance -> (B, H, T, T) scores by key, without a copy.
 
     Entry [i, j] of the result is entry [i, T - 1 - i + j] of the input: the column for
-    distance i - j. That is a strided view: rows step by 2T - 2, columns by 1.
+    distance i - j. That is a strided view: rows step by 2T - 2, columns by 1. ONNX has no
+    strided views, so an export takes Transformer-XL's pad-and-reshape form of the same map.
     """
+    if torch.onnx.is_in_onnx_export():
+        return _relative_shift_by_reshape(scores)
     B, H, T, _ = scores.size()
     scores = scores.contiguous()
     s_b, s_h, s_t, _ = scores.stride()
     return scores.as_strided((B, H, T, T), (s_b, s_h, s_t - 1, 1), scores.storage_offset() + T - 1)
+
+
+def _relative_shift_by_reshape(scores: torch.Tensor) -> torch.Tensor:
+    """`relative_shift` with pads and reshapes only (Dai et al. 2019, Appendix B)."""
+    B, H, T, P = scores.size()  # P = 2T - 1
+    padded = F.pad(scores, (1, 0))  # (B, H, T, 2T): a zero column before distance T - 1
+    # Read row-major as (2T, T), the first row is the padding; dropping it leaves each query
+    # row shifted one column further than the row above: row i starts at column T - 1 - i.
+    shifted = padded.reshape(B, H, P + 1, T)[:, :, 1:].reshape(B, H, T, P)  # (B, H, T, 2T - 1)
+    return shifted[..., :T]  # (B, H, T, T)
 
 
 def explicit_attention(
@@ -118,9 +131,12 @@ class RelPositionMultiHeadAttention(nn.Module):
         bias = position_scores + key_bias  # (B, H, T, T)
 
         q_u = q + self.pos_bias_u.unsqueeze(1)
-        if self.training and self.dropout.p > 0 and x.device.type == "cpu":
+        cpu_training = self.training and self.dropout.p > 0 and x.device.type == "cpu"
+        if cpu_training or torch.onnx.is_in_onnx_export():
             # SDPA's CPU fallback for a mask that needs gradients draws its dropout mask with
             # bernoulli_, which made attention 1.7x slower to train than this explicit form.
+            # ONNX has no SDPA: the exporter decomposes it into this same maths, but with an
+            # output layout that breaks the reshape below under dynamic shapes.
             out = explicit_attention(q_u, k, v, bias, self.dropout)
         else:
             dropout_p = self.dropout.p if self.training else 0.0

@@ -55,6 +55,8 @@ def _first_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     x (b, T, F) -> (b, T', F', C). oneDNN has no fast kernel for one input channel; nine taps
     times C outputs is a small, efficient matmul.
     """
+    if torch.onnx.is_in_onnx_export():  # the same conv as one ONNX Conv node
+        return _conv(conv, x.unsqueeze(-1))  # (b, T, F, 1) -> (b, T', F', C)
     b = x.size(0)
     padded = F.pad(x, (PADDING, PADDING, PADDING, PADDING))  # (b, T + 2, F + 2)
     taps = padded.unfold(1, KERNEL_SIZE, STRIDE).unfold(2, KERNEL_SIZE, STRIDE)
@@ -140,6 +142,8 @@ class Subsampling(nn.Module):
         if self.num_stages == 0:
             return self.linear(x), lengths
         x = x.masked_fill(lengths_to_padding_mask(lengths, x.size(1)).unsqueeze(-1), 0.0)
+        if torch.onnx.is_in_onnx_export():  # ONNX Runtime plans its own memory: no chunks
+            return self._convolve(x, lengths), self.output_lengths(lengths)
         size = self._chunk_size(x)
         chunks = zip(x.split(size), lengths.split(size), strict=True)
         y = torch.cat([self._convolve(xc, lc) for xc, lc in chunks])  # (B, T', D)
