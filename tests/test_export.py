@@ -151,8 +151,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[AsrModel, Path, list[Path]]:
-    """A tiny model that has memorised 12 synthetic utterances, exported; and their audio."""
+def trained(tmp_path_factory) -> tuple[AsrModel, Path, Path, Path, list[Path]]:
+    """A tiny model that has memorised 12 synthetic utterances: the model, its directory, its
+    export, the manifest and audio of those utterances."""
     from squeezer.data.corpus import synthesize_corpus
     from squeezer.data.manifests import load_cuts, save_cuts
     from squeezer.train import train
@@ -168,7 +169,22 @@ def trained(tmp_path_factory) -> tuple[AsrModel, Path, list[Path]]:
     directory = tmp_path_factory.mktemp("onnx")
     export_onnx(model, directory)
     audio = [Path(cut.recording.sources[0].source) for cut in cuts]
-    return model, directory, [p if p.is_absolute() else corpus / p for p in audio]
+    audio = [path if path.is_absolute() else corpus / path for path in audio]
+    return model, model_dir, directory, corpus / "train12.jsonl.gz", audio
+
+
+def test_evaluate_with_the_onnx_backend_scores_like_pytorch(trained, tmp_path) -> None:
+    _, model_dir, directory, manifest, _ = trained
+    for backend, path in (("torch", model_dir), ("onnx", directory)):
+        out = tmp_path / backend
+        assert (
+            main(["evaluate", str(path), str(manifest), "--backend", backend, "--out", str(out)])
+            == 0
+        )
+    torch_rows, onnx_rows = (
+        (tmp_path / b / "hypotheses.jsonl").read_text() for b in ("torch", "onnx")
+    )
+    assert onnx_rows == torch_rows  # a trained model's greedy tokens are far from ties
 
 
 def test_sherpa_onnx_transcribes_like_squeezer(trained) -> None:
@@ -181,7 +197,7 @@ def test_sherpa_onnx_transcribes_like_squeezer(trained) -> None:
     between the two 0.5 %. A wrong blank index, token table or layout gives CER near 100 %.
     """
     sherpa_onnx = pytest.importorskip("sherpa_onnx")
-    model, directory, audio = trained
+    model, _, directory, _, audio = trained
     recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
         model=str(directory / ONNX_FILE), tokens=str(directory / TOKENS_FILE),
         feature_dim=model.config.input_dim, sample_rate=16000, decoding_method="greedy_search",
