@@ -66,6 +66,32 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_deploy(args: argparse.Namespace) -> int:
+    """PyTorch against ONNX Runtime fp32/int8 (and sherpa-onnx end to end)."""
+    from squeezer.analysis import bench_deploy
+
+    throughput, transcription = [], []
+    for name in args.models:
+        model, export_dir, scratch = bench_deploy.prepare(name, args.threads)
+        with scratch:
+            label = Path(name).name if Path(name).exists() else name
+            throughput += bench_deploy.network_throughput(
+                label, model, export_dir, args.rounds, args.threads
+            )
+            if args.manifest and Path(name).exists():
+                transcription += bench_deploy.transcription_rows(
+                    label, model, export_dir, args.manifest, args.threads
+                )
+    report = bench_deploy.format_markdown(
+        throughput, transcription, _command_line("bench-deploy"), args.rounds, args.threads
+    )
+    print(report)
+    if args.out:
+        write_report_section(args.out, "deployment", report)
+        log.info("wrote the deployment section of %s", args.out)
+    return 0
+
+
 def write_report_section(path: Path, name: str, text: str) -> None:
     """Replace (or append) the section `name` of a markdown report, leaving the others alone.
 
@@ -306,6 +332,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     bench.add_argument("--no-peer", action="store_true", help="time squeezer only")
     bench.add_argument("--out", type=Path, help="write the markdown report here")
 
+    deploy = verbs.add_parser("bench-deploy", help="PyTorch against ONNX Runtime and sherpa")
+    deploy.add_argument("models", nargs="+", help="presets or trained model directories")
+    deploy.add_argument("--manifest", type=Path, help="test split: end-to-end RTF and CER")
+    deploy.add_argument("--rounds", type=int, default=5)
+    deploy.add_argument("--threads", type=int, default=2)
+    deploy.add_argument("--out", type=Path, help="markdown report to update")
+
     prepare = verbs.add_parser("prepare", help="import a corpus into a Lhotse manifest")
     prepare.add_argument("layout", choices=["librispeech", "nemo", "folder"])
     prepare.add_argument("source", type=Path, help="corpus folder or NeMo manifest")
@@ -418,6 +451,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
         "import-nemo": _import_nemo,
         "presets": _presets,
         "bench": _bench,
+        "bench-deploy": _bench_deploy,
         "prepare": _prepare,
         "corpus": _corpus,
     }

@@ -1,0 +1,220 @@
+"""Deployment benchmark: PyTorch eager against ONNX Runtime (fp32, int8) and sherpa-onnx.
+
+    squeezer bench-deploy --model results/demo/runs/squeezeformer/model \\
+        --manifest data/synth-demo/test.jsonl.gz --out docs/benchmarks.md
+
+For each model (a preset with random weights, or a trained model directory):
+
+- network throughput (encoder + CTC head, audio seconds per second) on `make bench`'s batch
+  (8 utterances of 10 s and 8 s features), PyTorch eager fp32 against ONNX Runtime fp32 and
+  int8, in alternating rounds (torch, ORT fp32, ORT int8, torch, ...) in one process with the
+  same thread count; the median of the rounds and their spread;
+- for a trained model and a test manifest: the real-time factor of transcribing every file end
+  to end (audio loading, features, network, greedy decoding) with `squeezer transcribe`'s
+  PyTorch and ONNX backends and with sherpa-onnx, each one's CER, and the file sizes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from squeezer.analysis import bench_peer
+from squeezer.audio import SAMPLE_RATE, load_audio
+from squeezer.export import ONNX_FILE, ONNX_INT8_FILE, TOKENS_FILE, export_onnx
+from squeezer.model import WEIGHTS_FILE, AsrModel, load_model
+from squeezer.onnx_model import load_onnx_model
+from squeezer.scoring import error_rates
+
+__all__ = ["ThroughputRow", "TranscriptionRow", "format_markdown", "network_throughput",
+           "transcription_rows"]  # fmt: skip
+
+SHERPA_LEAD_SAMPLES = 80  # sherpa-onnx centres frame t 5 ms later than squeezer (README)
+
+
+@dataclass(frozen=True)
+class ThroughputRow:
+    """Audio seconds per second of one runtime over the rounds: median, min and max."""
+
+    model: str
+    runtime: str
+    median: float
+    low: float
+    high: float
+    size_mb: float
+
+
+@dataclass(frozen=True)
+class TranscriptionRow:
+    """End-to-end transcription of a test split: real-time factor and CER."""
+
+    model: str
+    runtime: str
+    real_time_factor: float
+    cer: float
+    wer: float
+
+
+def _batch(feature_dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    lengths = torch.tensor(bench_peer.batch_lengths())
+    generator = torch.Generator().manual_seed(bench_peer.SEED)
+    x = torch.randn(len(lengths), int(lengths.max()), feature_dim, generator=generator)
+    return x, lengths, float(lengths.sum()) * bench_peer.FRAME_SHIFT_S
+
+
+def _seconds(run, x, lengths) -> float:
+    start = time.perf_counter()
+    run(x, lengths)
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def network_throughput(
+    name: str, model: AsrModel, export_dir: Path, rounds: int, threads: int
+) -> list[ThroughputRow]:
+    """PyTorch eager fp32, ONNX Runtime fp32 and int8 on one batch, alternating by round.
+
+    `export_dir` is `prepare`'s: the graphs, and the safetensors weights beside it.
+    """
+    torch.set_num_threads(threads)
+    runtimes = {
+        "PyTorch eager fp32": (model.eval(), export_dir.parent / "weights" / WEIGHTS_FILE),
+        "ONNX Runtime fp32": (load_onnx_model(export_dir, threads=threads), export_dir / ONNX_FILE),
+        "ONNX Runtime int8": (
+            load_onnx_model(export_dir, int8=True, threads=threads),
+            export_dir / ONNX_INT8_FILE,
+        ),
+    }
+    x, lengths, audio_s = _batch(model.config.input_dim)
+    for run, _ in runtimes.values():  # warm-up: allocations, oneDNN / ORT kernel choice
+        _seconds(run, x, lengths)
+    times: dict[str, list[float]] = {label: [] for label in runtimes}
+    for _ in range(rounds):
+        for label, (run, _) in runtimes.items():
+            times[label].append(_seconds(run, x, lengths))
+    rows = []
+    for label, (_, path) in runtimes.items():
+        speeds = [audio_s / t for t in times[label]]
+        size = path.stat().st_size / 2**20 if path.is_file() else float("nan")
+        rows.append(ThroughputRow(name, label, statistics.median(speeds), min(speeds),
+                                  max(speeds), size))  # fmt: skip
+    return rows
+
+
+def _sherpa_texts(export_dir: Path, feature_dim: int, paths: list[Path], threads: int):
+    import sherpa_onnx
+
+    recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
+        model=str(export_dir / ONNX_FILE), tokens=str(export_dir / TOKENS_FILE),
+        feature_dim=feature_dim, sample_rate=SAMPLE_RATE, num_threads=threads,
+        decoding_method="greedy_search",
+    )  # fmt: skip
+    lead = np.zeros(SHERPA_LEAD_SAMPLES, dtype=np.float32)
+    texts = []
+    for path in paths:
+        stream = recognizer.create_stream()
+        stream.accept_waveform(SAMPLE_RATE, np.concatenate([lead, load_audio(path)]))
+        recognizer.decode_stream(stream)
+        texts.append(stream.result.text)
+    return texts
+
+
+def transcription_rows(
+    name: str, model: AsrModel, export_dir: Path, manifest: Path, threads: int
+) -> list[TranscriptionRow]:
+    """Transcribe every file of `manifest` with each runtime; RTF and CER against its texts."""
+    from squeezer.data.dataset import cut_text
+    from squeezer.data.manifests import load_cuts
+    from squeezer.text import normalize_text
+    from squeezer.transcribe import transcribe_files
+
+    cuts = list(load_cuts(manifest))
+    paths = [Path(cut.recording.sources[0].source) for cut in cuts]
+    references = [normalize_text(cut_text(cut)) for cut in cuts]
+    audio_s = sum(cut.duration for cut in cuts)
+    runners = {
+        "squeezer, PyTorch": lambda: [r.text for r in transcribe_files(model, paths)],
+        "squeezer, ONNX Runtime fp32": lambda: [
+            r.text for r in transcribe_files(load_onnx_model(export_dir, threads=threads), paths)
+        ],
+        "squeezer, ONNX Runtime int8": lambda: [
+            r.text
+            for r in transcribe_files(load_onnx_model(export_dir, True, threads=threads), paths)
+        ],
+        "sherpa-onnx fp32": lambda: _sherpa_texts(
+            export_dir, model.config.input_dim, paths, threads
+        ),
+    }
+    rows = []
+    for label, run in runners.items():
+        start = time.perf_counter()
+        texts = run()
+        elapsed = time.perf_counter() - start
+        rates = error_rates(references, [normalize_text(text) for text in texts])
+        rows.append(TranscriptionRow(name, label, elapsed / audio_s, rates.cer, rates.wer))
+    return rows
+
+
+def prepare(model_path: str, threads: int) -> tuple[AsrModel, Path, tempfile.TemporaryDirectory]:
+    """Load (or build, for a preset) the model and export it with int8 into a scratch folder."""
+    from squeezer.config import EncoderConfig, list_presets
+    from squeezer.model import save_model
+    from squeezer.text import CharTokenizer
+
+    torch.set_num_threads(threads)
+    scratch = tempfile.TemporaryDirectory()
+    if model_path in list_presets():
+        tokenizer = CharTokenizer()
+        model = AsrModel(EncoderConfig.preset(model_path), tokenizer.vocab_size).eval()
+        model.tokenizer = tokenizer
+        save_model(model, Path(scratch.name) / "weights", tokenizer)
+    else:
+        model = load_model(model_path)
+        save_model(model, Path(scratch.name) / "weights", model.tokenizer)
+    export_dir = Path(scratch.name) / "onnx"
+    export_onnx(model, export_dir, int8=True)
+    return model, export_dir, scratch
+
+
+def format_markdown(
+    throughput: list[ThroughputRow], transcription: list[TranscriptionRow], command: str,
+    rounds: int, threads: int,
+) -> str:  # fmt: skip
+    """The deployment section of docs/benchmarks.md."""
+    lines = [
+        "## Deployment: PyTorch eager, ONNX Runtime fp32 and int8, sherpa-onnx",
+        "",
+        f"`{command}`; {threads} threads, CPU: {rounds} alternating rounds of `make bench`'s "
+        "batch (8 utterances, 10 s and 8 s), network only (encoder + CTC head, no features); "
+        "median audio seconds per second, [min, max] over the rounds.",
+        "",
+        "| model | runtime | audio-s/s | [min, max] | vs PyTorch | file (MB) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    base = {row.model: row.median for row in throughput if row.runtime.startswith("PyTorch")}
+    for row in throughput:
+        lines.append(
+            f"| {row.model} | {row.runtime} | {row.median:.0f} | [{row.low:.0f}, {row.high:.0f}] "
+            f"| {row.median / base[row.model]:.2f}x | {row.size_mb:.1f} |"
+        )
+    if transcription:
+        lines += [
+            "",
+            "End to end on the test split (load audio, features, network, greedy decoding), one "
+            "file at a time; CER and WER against the manifest's texts:",
+            "",
+            "| model | runtime | real-time factor | CER % | WER % |",
+            "|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row.model} | {row.runtime} | {row.real_time_factor:.4f} | "
+            f"{100 * row.cer:.2f} | {100 * row.wer:.2f} |"
+            for row in transcription
+        ]
+    return "\n".join(lines) + "\n"
