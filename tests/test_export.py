@@ -10,9 +10,11 @@ import pytest
 import torch
 
 import squeezer
+from squeezer.audio import load_audio
 from squeezer.cli import main
 from squeezer.export import ONNX_FILE, ONNX_INT8_FILE, TOKENS_FILE, export_onnx
 from squeezer.model import AsrModel
+from squeezer.nemo import import_nemo
 from squeezer.onnx_model import OnnxCtcModel, load_onnx_model
 from squeezer.scoring import error_rates
 from squeezer.text import CharTokenizer
@@ -88,7 +90,7 @@ def nemo_export(request, tmp_path_factory) -> tuple[str, AsrModel, Path]:
 def test_nemo_fixtures_export_with_the_same_log_probs_and_text(nemo_export) -> None:
     name, model, directory = nemo_export
     exported = load_onnx_model(directory)
-    waves = [torch.from_numpy(squeezer.audio.load_audio(path)) for path in AUDIO]
+    waves = [torch.from_numpy(load_audio(path)) for path in AUDIO]
     lengths = torch.tensor([wave.numel() for wave in waves])
     batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
     _assert_same_outputs(
@@ -140,7 +142,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys) -> None:
     _one_line_error(capsys, "export", str(tmp_path), "--out", str(tmp_path / "o"),
                     match="config.yaml: no such file")  # fmt: skip
     nemo = FIXTURES / "squeezeformer_char.nemo"
-    squeezer.nemo.import_nemo(nemo, tmp_path / "model")
+    import_nemo(nemo, tmp_path / "model")
     _one_line_error(capsys, "transcribe", str(tmp_path / "model"), audio, "--backend", "onnx",
                     match="model.onnx: no such file")  # fmt: skip
     (tmp_path / "model" / ONNX_FILE).write_bytes(b"not a graph")
@@ -207,7 +209,7 @@ def test_sherpa_onnx_transcribes_like_squeezer(trained) -> None:
     for path in audio:
         stream = recognizer.create_stream()
         lead = np.zeros(SHERPA_LEAD_SAMPLES, dtype=np.float32)
-        stream.accept_waveform(16000, np.concatenate([lead, squeezer.audio.load_audio(path)]))
+        stream.accept_waveform(16000, np.concatenate([lead, load_audio(path)]))
         recognizer.decode_stream(stream)
         theirs.append(stream.result.text)
     difference = error_rates(ours, theirs)

@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from lhotse import CutSet
@@ -19,6 +20,9 @@ from lhotse import CutSet
 from squeezer.data.dataset import AsrDataset, make_dataloader
 from squeezer.decoding import BeamSearchDecoder, greedy_decode
 from squeezer.model import AsrModel
+
+if TYPE_CHECKING:
+    from squeezer.onnx_model import OnnxCtcModel
 from squeezer.scoring import ErrorRates, error_rates, per_utterance
 
 __all__ = ["Evaluation", "evaluate", "write_evaluation"]
@@ -45,14 +49,17 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model: AsrModel,
+    model: AsrModel | OnnxCtcModel,
     cuts: CutSet,
     beam_width: int = 0,
     lm_path: str | Path | None = None,
     max_batch_seconds: float = 60.0,
     num_workers: int = 0,
 ) -> Evaluation:
-    """Decode every cut greedily (and with beam search when beam_width > 0) and score them."""
+    """Decode every cut greedily (and with beam search when beam_width > 0) and score them.
+
+    `model` is a PyTorch `AsrModel` or an exported one in ONNX Runtime (`load_onnx_model`).
+    """
     if model.tokenizer is None:
         raise ValueError("the model has no tokenizer; load it with squeezer.load_model(dir)")
     tokenizer, device = model.tokenizer, model.device

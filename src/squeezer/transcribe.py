@@ -20,6 +20,7 @@ from squeezer.decoding import greedy_decode
 
 if TYPE_CHECKING:
     from squeezer.model import AsrModel
+    from squeezer.onnx_model import OnnxCtcModel
 
 __all__ = ["Transcription", "stitched_log_probs", "transcribe_files"]
 
@@ -41,7 +42,7 @@ class Transcription:
         return {**asdict(self), "real_time_factor": self.real_time_factor}
 
 
-def _frame_samples(model: AsrModel) -> int:
+def _frame_samples(model: AsrModel | OnnxCtcModel) -> int:
     """Audio samples per encoder output frame (hop x subsampling, x2 under a bare reduction)."""
     probe = torch.tensor([SAMPLE_RATE * 60])
     return round(int(probe[0]) / int(model.frames_for_samples(probe)[0]))
@@ -49,7 +50,10 @@ def _frame_samples(model: AsrModel) -> int:
 
 @torch.no_grad()
 def stitched_log_probs(
-    model: AsrModel, waveform: torch.Tensor, window_s: float = 20.0, overlap_s: float = 2.0
+    model: AsrModel | OnnxCtcModel,
+    waveform: torch.Tensor,
+    window_s: float = 20.0,
+    overlap_s: float = 2.0,
 ) -> torch.Tensor:
     """waveform (N,) -> log-probs (T', V + 1) of the whole file, computed window by window."""
     frame = _frame_samples(model)
@@ -77,7 +81,7 @@ def stitched_log_probs(
 
 
 def transcribe_files(
-    model: AsrModel,
+    model: AsrModel | OnnxCtcModel,
     paths: list[str | Path],
     window_s: float = 20.0,
     overlap_s: float = 2.0,
