@@ -10,6 +10,7 @@ import torch
 from squeezer import EncoderConfig
 from squeezer.nn.attention import (
     RelPositionMultiHeadAttention,
+    _relative_shift_by_reshape,
     explicit_attention,
     relative_positional_encoding,
     relative_shift,
@@ -107,3 +108,10 @@ def test_training_mode_with_attention_dropout_keeps_padding_out():
     # Padded keys get weight exactly 0 and rows are projected independently, so the real
     # rows are computed from the same numbers: equal (measured 0 on every path).
     torch.testing.assert_close(clean[1, :5], noisy[1, :5])
+
+
+def test_export_form_of_the_relative_shift_is_the_same_map():
+    """The pad-and-reshape shift that ONNX export takes equals the strided view exactly."""
+    for T in (1, 2, 5, 16, 33):
+        scores = torch.randn(2, 3, T, 2 * T - 1)
+        assert torch.equal(_relative_shift_by_reshape(scores), relative_shift(scores))
