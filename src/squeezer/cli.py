@@ -74,7 +74,8 @@ def _bench_deploy(args: argparse.Namespace) -> int:
     for name in args.models:
         model, export_dir, scratch = bench_deploy.prepare(name, args.threads)
         with scratch:
-            label = Path(name).name if Path(name).exists() else name
+            path = Path(name)  # a run's model/ folder is named by its run
+            label = (path.parent if path.name == "model" else path).name if path.exists() else name
             throughput += bench_deploy.network_throughput(
                 label, model, export_dir, args.rounds, args.threads
             )

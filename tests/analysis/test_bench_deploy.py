@@ -31,5 +31,6 @@ def test_bench_deploy_measures_every_runtime(tmp_path) -> None:
     runtimes = [row.runtime for row in transcription]
     assert runtimes[-1] == "sherpa-onnx fp32" and len(runtimes) == 4
     assert all(row.real_time_factor > 0 and row.cer >= 0 for row in transcription)
+    assert transcription[0].identical == transcription[0].files == 3  # PyTorch against itself
     report = bench_deploy.format_markdown(throughput, transcription, "squeezer bench-deploy", 2, 1)
     assert report.count("| tiny |") == 7 and "1.00x" in report

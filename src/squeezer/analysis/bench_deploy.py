@@ -59,6 +59,8 @@ class TranscriptionRow:
     real_time_factor: float
     cer: float
     wer: float
+    identical: int  # files whose text equals squeezer PyTorch's (the first runtime's)
+    files: int
 
 
 def _batch(feature_dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -151,13 +153,16 @@ def transcription_rows(
             export_dir, model.config.input_dim, paths, threads
         ),
     }
-    rows = []
+    rows, first = [], None
     for label, run in runners.items():
         start = time.perf_counter()
-        texts = run()
+        texts = [normalize_text(text) for text in run()]
         elapsed = time.perf_counter() - start
-        rates = error_rates(references, [normalize_text(text) for text in texts])
-        rows.append(TranscriptionRow(name, label, elapsed / audio_s, rates.cer, rates.wer))
+        first = first or texts
+        rates = error_rates(references, texts)
+        same = sum(a == b for a, b in zip(texts, first, strict=True))
+        rows.append(TranscriptionRow(name, label, elapsed / audio_s, rates.cer, rates.wer, same,
+                                     len(texts)))  # fmt: skip
     return rows
 
 
@@ -209,12 +214,12 @@ def format_markdown(
             "End to end on the test split (load audio, features, network, greedy decoding), one "
             "file at a time; CER and WER against the manifest's texts:",
             "",
-            "| model | runtime | real-time factor | CER % | WER % |",
-            "|---|---|---:|---:|---:|",
+            "| model | runtime | real-time factor | CER % | WER % | text = PyTorch's |",
+            "|---|---|---:|---:|---:|---:|",
         ]
         lines += [
             f"| {row.model} | {row.runtime} | {row.real_time_factor:.4f} | "
-            f"{100 * row.cer:.2f} | {100 * row.wer:.2f} |"
+            f"{100 * row.cer:.2f} | {100 * row.wer:.2f} | {row.identical} of {row.files} |"
             for row in transcription
         ]
     return "\n".join(lines) + "\n"
