@@ -216,3 +216,26 @@ def test_sherpa_onnx_transcribes_like_squeezer(trained) -> None:
     same = sum(a == b for a, b in zip(ours, theirs, strict=True))
     print(f"\nsherpa-onnx against squeezer: CER {difference.cer:.4f}, {same} of 12 identical")
     assert difference.cer < 0.05
+
+
+@torch.no_grad()
+def test_fitted_feature_statistics_travel_with_the_export(tmp_path) -> None:
+    """normalize="global": the graph starts at the features, so their statistics go beside it."""
+    from squeezer.features import FeatureConfig, FeatureStats
+
+    _, config = small_rungs()[5]  # the Squeezeformer (depthwise-subsampling rung), shrunk
+    tokenizer = CharTokenizer()
+    model = AsrModel(config.replace(input_dim=80), tokenizer.vocab_size,
+                     FeatureConfig(normalize="global")).eval()  # fmt: skip
+    model.tokenizer = tokenizer
+    model.frontend.set_global_stats(FeatureStats(torch.full((80,), -5.0), torch.full((80,), 3.0)))
+    exported = _exported(model, tmp_path)
+    waves = [torch.from_numpy(load_audio(path)) for path in AUDIO]
+    lengths = torch.tensor([wave.numel() for wave in waves])
+    batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+    _assert_same_outputs(
+        exported.log_probs(batch, lengths), model.log_probs(batch, lengths), lengths
+    )
+    (tmp_path / "frontend.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"frontend\.safetensors"):
+        load_onnx_model(tmp_path)

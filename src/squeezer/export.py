@@ -14,7 +14,8 @@ MODEL is a model directory or a `.nemo` file. DIR then holds
   quantisation of the linear and convolution weights).
 - `tokens.txt`: sherpa-onnx's symbol table (`symbol id` per line, `<blk>` last).
 - `config.yaml` and the tokenizer's files: what squeezer's ONNX backend needs around the
-  graph (frontend settings, encoder config for output lengths, tokenizer).
+  graph (frontend settings, encoder config for output lengths, tokenizer), and
+  `frontend.safetensors` for a frontend with fitted statistics (normalize="global").
 """
 
 from __future__ import annotations
@@ -30,15 +31,24 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors.torch import save_file
 from torch import nn
 
 from squeezer.model import CONFIG_FILE, AsrModel, model_settings
 
-__all__ = ["ONNX_FILE", "ONNX_INT8_FILE", "TOKENS_FILE", "ExportResult", "export_onnx"]
+__all__ = [
+    "FRONTEND_FILE",
+    "ONNX_FILE",
+    "ONNX_INT8_FILE",
+    "TOKENS_FILE",
+    "ExportResult",
+    "export_onnx",
+]
 
 log = logging.getLogger("squeezer.export")
 
 ONNX_FILE = "model.onnx"
+FRONTEND_FILE = "frontend.safetensors"  # fitted feature statistics (normalize="global") only
 ONNX_INT8_FILE = "model.int8.onnx"
 TOKENS_FILE = "tokens.txt"
 OPSET = 18
@@ -182,6 +192,11 @@ def export_onnx(model: AsrModel, out_dir: str | Path, int8: bool = False) -> Exp
         quantize_int8(graphs[0], graphs[1])
     (out_dir / TOKENS_FILE).write_text(sherpa_tokens(model.tokenizer.tokens()), encoding="utf-8")
     model.tokenizer.save(out_dir)
+    frontend_state = model.frontend.state_dict()
+    if frontend_state:  # the graph starts at the features: their fitted statistics go beside it
+        temporary = out_dir / f".{FRONTEND_FILE}.tmp"
+        save_file({k: v.contiguous() for k, v in frontend_state.items()}, str(temporary))
+        os.replace(temporary, out_dir / FRONTEND_FILE)
     settings = {**model_settings(model), "onnx": [graph.name for graph in graphs]}
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
     return ExportResult(out_dir, graphs)

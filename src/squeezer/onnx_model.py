@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from squeezer.config import EncoderConfig
-from squeezer.export import ONNX_FILE, ONNX_INT8_FILE
+from squeezer.export import FRONTEND_FILE, ONNX_FILE, ONNX_INT8_FILE
 from squeezer.features import FeatureConfig, LogMelFrontend
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.heads import CtcOutput
@@ -106,5 +107,10 @@ def load_onnx_model(directory: str | Path, int8: bool = False, threads: int = 0)
     encoder = from_mapping(EncoderConfig, settings["encoder"], "encoder")
     features = from_mapping(FeatureConfig, settings["features"], "features")
     model = OnnxCtcModel(session, encoder, int(settings["vocab_size"]), features)
+    statistics = directory / FRONTEND_FILE
+    if model.frontend.state_dict() and not statistics.is_file():
+        raise FileNotFoundError(f"{statistics}: no such file (normalize='global' needs it)")
+    if statistics.is_file():
+        model.frontend.load_state_dict(load_file(str(statistics)))
     model.tokenizer = load_tokenizer(directory)
     return model
