@@ -15,7 +15,7 @@ from squeezer.cli import main
 from squeezer.export import ONNX_FILE, ONNX_INT8_FILE, TOKENS_FILE, export_onnx
 from squeezer.model import AsrModel
 from squeezer.nemo import import_nemo
-from squeezer.onnx_model import OnnxCtcModel, load_onnx_model
+from squeezer.onnx_model import OnnxCtcModel, load_onnx_model, sherpa_transcribe
 from squeezer.scoring import error_rates
 from squeezer.text import CharTokenizer
 from tests.conftest import small_rungs
@@ -30,7 +30,6 @@ TOLERANCE = 1e-4
 # Feature frames (10 ms): 0.3 s to 60 s, odd lengths at the U-Net's edges, far from the 301
 # and 173 frames traced at export. Each alone, and all five in one padded batch.
 LENGTHS = [30, 6000, 31, 1001, 4097]
-SHERPA_LEAD_SAMPLES = 80  # see test_sherpa_onnx_transcribes_like_squeezer
 # Without subsampling the same durations as model frames (40 ms): attention over 6 000 frames
 # would take 6 GB a tensor.
 UNSUBSAMPLED_LENGTHS = [8, 1500, 9, 251, 1025]
@@ -198,20 +197,9 @@ def test_sherpa_onnx_transcribes_like_squeezer(trained) -> None:
     model is not robust to it: measured 8 and 11 of 12 texts identical in two trainings, CER
     between the two 0.5 %. A wrong blank index, token table or layout gives CER near 100 %.
     """
-    sherpa_onnx = pytest.importorskip("sherpa_onnx")
     model, _, directory, _, audio = trained
-    recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
-        model=str(directory / ONNX_FILE), tokens=str(directory / TOKENS_FILE),
-        feature_dim=model.config.input_dim, sample_rate=16000, decoding_method="greedy_search",
-    )  # fmt: skip
     ours = model.transcribe(audio)
-    theirs = []
-    for path in audio:
-        stream = recognizer.create_stream()
-        lead = np.zeros(SHERPA_LEAD_SAMPLES, dtype=np.float32)
-        stream.accept_waveform(16000, np.concatenate([lead, load_audio(path)]))
-        recognizer.decode_stream(stream)
-        theirs.append(stream.result.text)
+    theirs = sherpa_transcribe(directory, audio)
     difference = error_rates(ours, theirs)
     same = sum(a == b for a, b in zip(ours, theirs, strict=True))
     print(f"\nsherpa-onnx against squeezer: CER {difference.cer:.4f}, {same} of 12 identical")

@@ -23,7 +23,11 @@ from squeezer.nn.heads import CtcOutput
 from squeezer.structured import from_mapping
 from squeezer.text import Tokenizer, load_tokenizer
 
-__all__ = ["OnnxCtcModel", "load_onnx_model"]
+__all__ = ["SHERPA_LEAD_SAMPLES", "OnnxCtcModel", "load_onnx_model", "sherpa_transcribe"]
+
+# sherpa-onnx centres its feature frame t 5 ms (80 samples) later than squeezer and NeMo do:
+# this many leading zero samples realign them (README, Deployment).
+SHERPA_LEAD_SAMPLES = 80
 
 
 class OnnxCtcModel:
@@ -114,3 +118,30 @@ def load_onnx_model(directory: str | Path, int8: bool = False, threads: int = 0)
         model.frontend.load_state_dict(load_file(str(statistics)))
     model.tokenizer = load_tokenizer(directory)
     return model
+
+
+def sherpa_transcribe(
+    directory: str | Path, paths: list[str | Path], threads: int = 1
+) -> list[str]:
+    """Greedy text of each file from sherpa-onnx on an export folder (its own features)."""
+    import sherpa_onnx
+
+    from squeezer.audio import SAMPLE_RATE, load_audio
+    from squeezer.export import TOKENS_FILE
+    from squeezer.model import read_settings
+
+    directory = Path(directory)
+    feature_dim = int(read_settings(directory)["encoder"]["input_dim"])
+    recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
+        model=str(directory / ONNX_FILE), tokens=str(directory / TOKENS_FILE),
+        feature_dim=feature_dim, sample_rate=SAMPLE_RATE, num_threads=threads,
+        decoding_method="greedy_search",
+    )  # fmt: skip
+    lead = np.zeros(SHERPA_LEAD_SAMPLES, dtype=np.float32)
+    texts = []
+    for path in paths:
+        stream = recognizer.create_stream()
+        stream.accept_waveform(SAMPLE_RATE, np.concatenate([lead, load_audio(path)]))
+        recognizer.decode_stream(stream)
+        texts.append(stream.result.text)
+    return texts

@@ -22,20 +22,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from squeezer.analysis import bench_peer
-from squeezer.audio import SAMPLE_RATE, load_audio
-from squeezer.export import ONNX_FILE, ONNX_INT8_FILE, TOKENS_FILE, export_onnx
+from squeezer.export import ONNX_FILE, ONNX_INT8_FILE, export_onnx
 from squeezer.model import WEIGHTS_FILE, AsrModel, load_model
-from squeezer.onnx_model import load_onnx_model
+from squeezer.onnx_model import load_onnx_model, sherpa_transcribe
 from squeezer.scoring import error_rates
 
 __all__ = ["ThroughputRow", "TranscriptionRow", "format_markdown", "network_throughput",
            "transcription_rows"]  # fmt: skip
-
-SHERPA_LEAD_SAMPLES = 80  # sherpa-onnx centres frame t 5 ms later than squeezer (README)
 
 
 @dataclass(frozen=True)
@@ -109,24 +105,6 @@ def network_throughput(
     return rows
 
 
-def _sherpa_texts(export_dir: Path, feature_dim: int, paths: list[Path], threads: int):
-    import sherpa_onnx
-
-    recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
-        model=str(export_dir / ONNX_FILE), tokens=str(export_dir / TOKENS_FILE),
-        feature_dim=feature_dim, sample_rate=SAMPLE_RATE, num_threads=threads,
-        decoding_method="greedy_search",
-    )  # fmt: skip
-    lead = np.zeros(SHERPA_LEAD_SAMPLES, dtype=np.float32)
-    texts = []
-    for path in paths:
-        stream = recognizer.create_stream()
-        stream.accept_waveform(SAMPLE_RATE, np.concatenate([lead, load_audio(path)]))
-        recognizer.decode_stream(stream)
-        texts.append(stream.result.text)
-    return texts
-
-
 def transcription_rows(
     name: str, model: AsrModel, export_dir: Path, manifest: Path, threads: int
 ) -> list[TranscriptionRow]:
@@ -149,9 +127,7 @@ def transcription_rows(
             r.text
             for r in transcribe_files(load_onnx_model(export_dir, True, threads=threads), paths)
         ],
-        "sherpa-onnx fp32": lambda: _sherpa_texts(
-            export_dir, model.config.input_dim, paths, threads
-        ),
+        "sherpa-onnx fp32": lambda: sherpa_transcribe(export_dir, paths, threads),
     }
     rows, first = [], None
     for label, run in runners.items():
