@@ -79,7 +79,7 @@ def _bench_deploy(args: argparse.Namespace) -> int:
             throughput += bench_deploy.network_throughput(
                 label, model, export_dir, args.rounds, args.threads
             )
-            if args.manifest and Path(name).exists():
+            if args.manifest and path.exists():
                 transcription += bench_deploy.transcription_rows(
                     label, model, export_dir, args.manifest, args.threads
                 )

@@ -20,10 +20,10 @@ from lhotse import CutSet
 from squeezer.data.dataset import AsrDataset, make_dataloader
 from squeezer.decoding import BeamSearchDecoder, greedy_decode
 from squeezer.model import AsrModel
+from squeezer.scoring import ErrorRates, error_rates, per_utterance
 
 if TYPE_CHECKING:
     from squeezer.onnx_model import OnnxCtcModel
-from squeezer.scoring import ErrorRates, error_rates, per_utterance
 
 __all__ = ["Evaluation", "evaluate", "write_evaluation"]
 

@@ -129,6 +129,14 @@ def _quiet() -> Iterator[None]:
         logging.disable(logging.NOTSET)
 
 
+@contextlib.contextmanager
+def _replaced_atomically(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; once written, it replaces `path` in one step."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    yield temporary
+    os.replace(temporary, path)
+
+
 def _trace(model: AsrModel, path: Path) -> None:
     """torch.export the NeMo-layout wrapper with dynamic batch and time, then save the graph."""
     features = model.config.input_dim
@@ -141,9 +149,8 @@ def _trace(model: AsrModel, path: Path) -> None:
             input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, opset_version=OPSET,
             dynamic_shapes={"audio_signal": {0: batch, 2: time}, "length": {0: batch}},
         )  # fmt: skip
-    temporary = path.with_name(f".{path.name}.tmp")
-    program.save(str(temporary))
-    os.replace(temporary, path)
+    with _replaced_atomically(path) as temporary:
+        program.save(str(temporary))
 
 
 def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
@@ -154,17 +161,14 @@ def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-    temporary = path.with_name(f".{path.name}.tmp")
-    onnx.save(graph, str(temporary))
-    os.replace(temporary, path)
+    with _replaced_atomically(path) as temporary:
+        onnx.save(graph, str(temporary))
 
 
 def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime dynamic quantisation: int8 weights of MatMul/Gemm (linear) and Conv."""
-    temporary = target.with_name(f".{target.name}.tmp")
-    with _quiet():  # it advises "pre-processing" on every call
+    with _replaced_atomically(target) as temporary, _quiet():  # it advises "pre-processing"
         _quantize(source, temporary)
-    os.replace(temporary, target)
 
 
 def _quantize(source: Path, target: Path) -> None:
@@ -194,9 +198,8 @@ def export_onnx(model: AsrModel, out_dir: str | Path, int8: bool = False) -> Exp
     model.tokenizer.save(out_dir)
     frontend_state = model.frontend.state_dict()
     if frontend_state:  # the graph starts at the features: their fitted statistics go beside it
-        temporary = out_dir / f".{FRONTEND_FILE}.tmp"
-        save_file({k: v.contiguous() for k, v in frontend_state.items()}, str(temporary))
-        os.replace(temporary, out_dir / FRONTEND_FILE)
+        with _replaced_atomically(out_dir / FRONTEND_FILE) as temporary:
+            save_file({k: v.contiguous() for k, v in frontend_state.items()}, str(temporary))
     settings = {**model_settings(model), "onnx": [graph.name for graph in graphs]}
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))
     return ExportResult(out_dir, graphs)

@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import load_file
 
 from squeezer.config import EncoderConfig
-from squeezer.export import FRONTEND_FILE, ONNX_FILE, ONNX_INT8_FILE
+from squeezer.export import FRONTEND_FILE, ONNX_FILE, ONNX_INT8_FILE, TOKENS_FILE
 from squeezer.features import FeatureConfig, LogMelFrontend
+from squeezer.model import read_settings
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.heads import CtcOutput
 from squeezer.structured import from_mapping
@@ -91,8 +92,6 @@ def load_onnx_model(directory: str | Path, int8: bool = False, threads: int = 0)
     """Open an export folder written by `export_onnx` in ONNX Runtime (CPU)."""
     import onnxruntime
 
-    from squeezer.model import read_settings
-
     directory = Path(directory)
     settings = read_settings(directory)
     graph = directory / (ONNX_INT8_FILE if int8 else ONNX_FILE)
@@ -127,8 +126,6 @@ def sherpa_transcribe(
     import sherpa_onnx
 
     from squeezer.audio import SAMPLE_RATE, load_audio
-    from squeezer.export import TOKENS_FILE
-    from squeezer.model import read_settings
 
     directory = Path(directory)
     feature_dim = int(read_settings(directory)["encoder"]["input_dim"])

@@ -1,6 +1,6 @@
 """Deployment benchmark: PyTorch eager against ONNX Runtime (fp32, int8) and sherpa-onnx.
 
-    squeezer bench-deploy --model results/demo/runs/squeezeformer/model \\
+    squeezer bench-deploy squeezeformer-xs results/demo/runs/squeezeformer/model \\
         --manifest data/synth-demo/test.jsonl.gz --out docs/benchmarks.md
 
 For each model (a preset with random weights, or a trained model directory):
@@ -31,7 +31,7 @@ from squeezer.onnx_model import load_onnx_model, sherpa_transcribe
 from squeezer.scoring import error_rates
 
 __all__ = ["ThroughputRow", "TranscriptionRow", "format_markdown", "network_throughput",
-           "transcription_rows"]  # fmt: skip
+           "prepare", "transcription_rows"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -154,10 +154,9 @@ def prepare(model_path: str, threads: int) -> tuple[AsrModel, Path, tempfile.Tem
         tokenizer = CharTokenizer()
         model = AsrModel(EncoderConfig.preset(model_path), tokenizer.vocab_size).eval()
         model.tokenizer = tokenizer
-        save_model(model, Path(scratch.name) / "weights", tokenizer)
     else:
         model = load_model(model_path)
-        save_model(model, Path(scratch.name) / "weights", model.tokenizer)
+    save_model(model, Path(scratch.name) / "weights", model.tokenizer)  # for its file size
     export_dir = Path(scratch.name) / "onnx"
     export_onnx(model, export_dir, int8=True)
     return model, export_dir, scratch
