@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import librosa
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from squeezer.features import (
     SpecAugmentConfig,
     fit_global_stats,
     mel_filterbank,
+    sherpa_features,
 )
 
 HOP = 160
@@ -101,6 +104,84 @@ def test_matches_librosa_reference(normalize: str) -> None:
         assert np.abs(features[0].numpy() - expected).max() < 5e-4
 
 
+def reference_kaldi_log_mel(signal: np.ndarray, normalize: bool) -> np.ndarray:
+    """`sherpa_features()` in float64 numpy + librosa's filters: (T, 80). Needs N >= 400
+    samples (one mirroring at each end)."""
+    x = signal.astype(np.float64)
+    frames = (len(x) + HOP // 2) // HOP  # Kaldi, snip_edges=false
+    index = np.arange(frames)[:, None] * HOP + HOP // 2 - 200 + np.arange(400)  # (T, 400)
+    framed = np.pad(x, 400, mode="symmetric")[index + 400]  # x[-1 - s] before, x[2N - 1 - s] after
+    framed = np.concatenate([0.03 * framed[:, :1], framed[:, 1:] - 0.97 * framed[:, :-1]], 1)
+    periodic_hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
+    power = np.abs(np.fft.rfft(framed * periodic_hann, 512)) ** 2
+    filters = librosa.filters.mel(sr=16_000, n_fft=512, n_mels=80, fmin=0, fmax=8000, htk=False)
+    log_mel = np.log(np.maximum(power @ filters.T.astype(np.float64), EPS32))
+    if normalize:  # sherpa-onnx: std over N frames
+        log_mel = (log_mel - log_mel.mean(axis=0)) / (log_mel.std(axis=0) + 1e-5)
+    return log_mel
+
+
+@pytest.mark.parametrize("normalize", ["none", "per_feature"])
+def test_sherpa_compat_matches_kaldi_reference(normalize: str) -> None:
+    """Within 5e-4 of the float64 reference, as test_matches_librosa_reference and for the
+    same reason (float32 FFT rounding in the narrow low bands)."""
+    frontend = LogMelFrontend(sherpa_features(normalize=normalize)).eval()
+    for seed, length in enumerate([401, 1601, 3999, 12_345]):
+        signal = speech_level_noise(length, seed)
+        features, frame_lengths = run(frontend, [signal])
+        expected = reference_kaldi_log_mel(signal, normalize == "per_feature")
+        assert frame_lengths.tolist() == [expected.shape[0]] == [(length + 80) // 160]
+        assert np.abs(features[0].numpy() - expected).max() < 5e-4
+
+
+def kaldi_native_fbank(signal: np.ndarray) -> np.ndarray:
+    """The log-mels sherpa-onnx computes for a NeMo CTC model, from its own library: (T, 80)."""
+    import kaldi_native_fbank as knf
+
+    options = knf.FbankOptions()
+    options.frame_opts.dither = 0
+    options.frame_opts.snip_edges = False
+    options.frame_opts.remove_dc_offset = False
+    options.frame_opts.window_type = "hann"
+    options.mel_opts.num_bins = 80
+    options.mel_opts.low_freq = 0
+    options.mel_opts.high_freq = 0
+    options.mel_opts.is_librosa = True
+    fbank = knf.OnlineFbank(options)
+    fbank.accept_waveform(16_000, signal.tolist())
+    fbank.input_finished()
+    frames = [fbank.get_frame(index) for index in range(fbank.num_frames_ready)]
+    return np.array(frames, dtype=np.float32).reshape(-1, 80)
+
+
+def test_sherpa_compat_matches_kaldi_native_fbank() -> None:
+    """The same frames and log-mels as kaldi-native-fbank with sherpa-onnx's NeMo CTC settings
+    (offline-recognizer-ctc-impl.h), from short clips that mirror more than once to the NeMo
+    fixture audio. Two float32 implementations, each within 5e-4 of exact: LOG_MEL_TOL
+    (measured 1.4e-4)."""
+    from squeezer.audio import load_audio
+
+    frontend = LogMelFrontend(sherpa_features(normalize="none")).eval()
+    signals = [speech_level_noise(n, n) for n in (1, 79, 80, 81, 100, 239, 240, 399, 401, 1234)]
+    fixtures = Path(__file__).parent / "fixtures" / "nemo" / "audio"
+    signals += [load_audio(path) for path in sorted(fixtures.glob("*.wav"))]
+    for signal in signals:
+        expected = kaldi_native_fbank(signal)
+        features, frame_lengths = run(frontend, [signal])
+        assert frame_lengths.tolist() == [len(expected)], len(signal)
+        assert np.abs(features[0].numpy() - expected).max(initial=0) < LOG_MEL_TOL, len(signal)
+
+
+def test_sherpa_compat_frame_lengths() -> None:
+    """(N + hop / 2) // hop frames, as Kaldi with snip_edges=false; 0 samples give 0."""
+    frontend = LogMelFrontend(sherpa_features(normalize="none")).eval()
+    lengths = torch.arange(0, 2001)
+    expected = (lengths + HOP // 2) // HOP
+    torch.testing.assert_close(frontend.output_lengths(lengths), expected)
+    _, batch_lengths = frontend(torch.zeros(2001, 2000), lengths)
+    torch.testing.assert_close(batch_lengths, expected)
+
+
 def normalisation_tolerance(
     raw: torch.Tensor, normalised: torch.Tensor, normalize: str, raw_diff: torch.Tensor
 ) -> torch.Tensor:
@@ -123,10 +204,21 @@ def normalisation_tolerance(
     return delta * (2 + 2 * normalised.abs()) / (std + FeatureConfig().std_guard)
 
 
-@pytest.mark.parametrize("normalize", ["per_feature", "all_features", "none"])
-def test_each_utterance_alone_equals_its_row_in_a_batch(normalize: str) -> None:
-    frontend = LogMelFrontend(FeatureConfig(normalize=normalize, pad_to=16)).eval()
-    raw_frontend = LogMelFrontend(FeatureConfig(normalize="none", pad_to=16)).eval()
+def _config(normalize: str, sherpa: bool) -> FeatureConfig:
+    if sherpa:
+        return sherpa_features(normalize=normalize, pad_to=16)
+    return FeatureConfig(normalize=normalize, pad_to=16)
+
+
+@pytest.mark.parametrize(
+    ("normalize", "sherpa"),
+    [("per_feature", False), ("all_features", False), ("none", False), ("per_feature", True),
+     ("none", True)],
+)  # fmt: skip
+def test_each_utterance_alone_equals_its_row_in_a_batch(normalize: str, sherpa: bool) -> None:
+    """Also under sherpa_compat, whose frames mirror each utterance at its own end."""
+    frontend = LogMelFrontend(_config(normalize, sherpa)).eval()
+    raw_frontend = LogMelFrontend(_config("none", sherpa)).eval()
     signals = [speech_level_noise(n, n) for n in (8_000, 1, 161, 3_777, 320, 4_999)]
     batch, lengths = run(frontend, signals)
     raw_batch, _ = run(raw_frontend, signals)
@@ -136,6 +228,9 @@ def test_each_utterance_alone_equals_its_row_in_a_batch(normalize: str) -> None:
         raw_alone, _ = run(raw_frontend, [signal])
         frames = int(alone_lengths[0])
         assert lengths[row] == frames
+        if frames == 0:  # 1 sample under sherpa_compat: (1 + 80) // 160 frames
+            assert (batch[row] == 0).all()
+            continue
         # A different batch shape only changes float32 rounding (measured <= 1e-6 in the
         # log-mels); normalisation then magnifies it by its conditioning, 1 / std.
         raw = raw_alone[0, :frames]
@@ -230,6 +325,9 @@ def test_device_follows_the_input() -> None:
         assert cuda_features.is_cuda
 
 
+SHERPA_LOG = {"sherpa_compat": True, "log_guard_type": "clamp", "log_guard_value": "eps"}
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -242,6 +340,9 @@ def test_device_follows_the_input() -> None:
         ({"exact_pad": True, "hop_length": 161}, "hop_length"),
         ({"log_guard_value": "huge"}, "log_guard_value"),
         ({"pad_to": -1}, "pad_to"),
+        ({"sherpa_compat": True}, "log_guard_type"),  # sherpa-onnx floors the log at eps
+        ({**SHERPA_LOG, "window": "hamming"}, "window"),
+        ({**SHERPA_LOG, "normalize": "global"}, "normalize"),
     ],
 )
 def test_config_errors_name_the_field(changes: dict, field: str) -> None:
@@ -333,6 +434,9 @@ def test_spec_augment_is_reproducible() -> None:
     generator = torch.Generator().manual_seed(3)
     other = augment(features, lengths, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(augment(features, lengths, generator=generator), other)
+
+
+SHERPA_LOG = {"sherpa_compat": True, "log_guard_type": "clamp", "log_guard_value": "eps"}
 
 
 @pytest.mark.parametrize(

@@ -90,11 +90,14 @@ def subsampling_factor(model: AsrModel) -> int:
 def sherpa_metadata(model: AsrModel) -> dict[str, str]:
     """The ONNX metadata sherpa-onnx's NeMo CTC loader reads (and what we add for ourselves)."""
     normalize = model.frontend.config.normalize
-    if normalize not in ("per_feature", "none"):
+    if not model.frontend.config.sherpa_compat:  # (sherpa_compat itself allows only these two)
+        unsupported = "" if normalize in ("per_feature", "none") else f" (normalize={normalize!r})"
         log.warning(
-            "features normalised %r: sherpa-onnx offers per_feature or none only, so its "
-            "features will differ from this model's (ONNX Runtime through squeezer is exact)",
-            normalize,
+            "sherpa-onnx computes its own Kaldi-style features (kaldi-native-fbank), not this "
+            "model's frontend%s: its text may differ on some files (ONNX Runtime through squeezer "
+            "is exact). Train with features.sherpa_compat for identical features (README, "
+            "Deployment)",
+            unsupported,
         )
     return {
         "vocab_size": str(model.vocab_size + 1),  # with the blank, as NeMo's exports write it

@@ -27,6 +27,7 @@ __all__ = [
     "SpecAugmentConfig",
     "fit_global_stats",
     "mel_filterbank",
+    "sherpa_features",
 ]
 
 Normalization = Literal["per_feature", "all_features", "global", "none"]
@@ -81,10 +82,17 @@ class FeatureConfig:
     - count_final_frame: no NeMo field; it depends on the NeMo version. True: T = 1 + N // hop,
       every frame torch.stft(center=True) computes (older NeMo, librosa). False: T = N // hop,
       as recent NeMo (2.x) `FilterbankFeatures.get_seq_len` (no "+ 1"); the last frame is then
-      zeroed as padding.
+      zeroed as padding. Ignored under sherpa_compat.
     - nemo_compat: no NeMo field. True reproduces NeMo 2.x where it differs on purpose from the
       above: with exact_pad and pre-emphasis, the last (n_fft - hop_length) // 2 real samples of
       each utterance are zeroed (its mask runs after the padding). Set by `squeezer import-nemo`.
+    - sherpa_compat: no NeMo field. True computes the features sherpa-onnx computes for a NeMo
+      CTC model (kaldi-native-fbank), so that a model trained with them transcribes in
+      sherpa-onnx exactly as in squeezer. Kaldi's framing (snip_edges=false): T = (N + hop / 2)
+      // hop frames, frame t centred on sample t * hop + hop / 2, the signal mirrored at both
+      ends; pre-emphasis within each frame (its first sample x[0] - a x[0]); a periodic Hann
+      window; per_feature std over N frames, not N - 1. sherpa-onnx fixes the other choices,
+      so they must be its values (checked): see `sherpa_features`.
 
     Not supported (NeMo's defaults only): frame_splicing=1, nb_augmentation_prob=0.
     """
@@ -111,6 +119,7 @@ class FeatureConfig:
     pad_to: int = 0
     pad_value: float = 0.0
     nemo_compat: bool = False
+    sherpa_compat: bool = False
 
     def __post_init__(self) -> None:
         for name, kind in _LITERAL_FIELDS.items():
@@ -119,6 +128,22 @@ class FeatureConfig:
                 raise ValueError(f"{name}={value!r} is not one of {', '.join(get_args(kind))}")
         self._check_frames()
         self._check_values()
+        if self.sherpa_compat:
+            self._check_sherpa()
+
+    def _check_sherpa(self) -> None:
+        """sherpa-onnx's NeMo CTC frontend has no knobs for these: each must be its value."""
+        if self.normalize not in ("per_feature", "none"):
+            raise ValueError(
+                f"sherpa_compat=True: normalize={self.normalize!r}, sherpa-onnx offers "
+                "'per_feature' or 'none'"
+            )
+        for name, value in _sherpa_settings(self.sample_rate).items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"sherpa_compat=True: {name}={getattr(self, name)!r}, sherpa-onnx uses "
+                    f"{value!r}"
+                )
 
     def _check_frames(self) -> None:
         for name in ("sample_rate", "n_mels", "win_length", "hop_length", "n_fft"):
@@ -158,6 +183,27 @@ class FeatureConfig:
     def replace(self, **changes: Any) -> FeatureConfig:
         """A copy with `changes` applied (validated like any new config)."""
         return dataclasses.replace(self, **changes)
+
+
+def _sherpa_settings(sample_rate: int) -> dict[str, Any]:
+    """What sherpa-onnx's NeMo CTC frontend fixes, at `sample_rate` (see `sherpa_features`)."""
+    win_length = round(0.025 * sample_rate)
+    return dict(
+        sample_rate=sample_rate, win_length=win_length, hop_length=round(0.010 * sample_rate),
+        n_fft=1 << (win_length - 1).bit_length(), window="hann", preemphasis=0.97,
+        exact_pad=False, mag_power=2.0, f_min=0.0, f_max=None, mel_norm="slaney", log=True,
+        log_guard_type="clamp", log_guard_value="eps", std_guard=STD_GUARD, nemo_compat=False,
+    )  # fmt: skip
+
+
+def sherpa_features(sample_rate: int = SAMPLE_RATE, **changes: Any) -> FeatureConfig:
+    """The frontend sherpa-onnx runs for a NeMo CTC model (`OfflineRecognizer.from_nemo_ctc`):
+    25 ms Hann frames every 10 ms, FFT of the next power of two, pre-emphasis 0.97, librosa's
+    slaney mel filters from 0 Hz to Nyquist, log floored at float32's eps, per_feature
+    normalisation. `changes` may set what the recognizer takes from the model: n_mels (its
+    `feature_dim`), normalize ('per_feature' or 'none'), and the training-only dither and
+    padding."""
+    return FeatureConfig(**{**_sherpa_settings(sample_rate), **changes}, sherpa_compat=True)
 
 
 _LITERAL_FIELDS = {
@@ -254,7 +300,8 @@ class LogMelFrontend(nn.Module):
     def __init__(self, config: FeatureConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or FeatureConfig()
-        window = _WINDOWS[config.window](config.win_length, periodic=False)
+        # NeMo's windows are symmetric; kaldi-native-fbank's Hann is periodic.
+        window = _WINDOWS[config.window](config.win_length, periodic=config.sherpa_compat)
         filters = mel_filterbank(
             config.sample_rate,
             config.n_fft,
@@ -280,6 +327,10 @@ class LogMelFrontend(nn.Module):
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Real frames (B,) int64 for `lengths` (B,) samples; 0 samples give 0 frames."""
         cfg = self.config
+        if cfg.sherpa_compat:  # Kaldi with snip_edges=false: N / hop frames, rounded
+            frames = torch.div(lengths.long() + cfg.hop_length // 2, cfg.hop_length,
+                               rounding_mode="floor")  # fmt: skip
+            return torch.where(lengths > 0, frames, torch.zeros_like(frames))
         padded = lengths.long() + 2 * self._stft_padding - cfg.n_fft
         frames = torch.div(padded, cfg.hop_length, rounding_mode="floor") + 1
         if not cfg.count_final_frame:
@@ -312,7 +363,7 @@ class LogMelFrontend(nn.Module):
         # Full precision whatever the caller's autocast: log-mels of fp16 power spectra overflow.
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
             samples = self._prepare(waveforms.float(), lengths)
-            mel = self._power_spectrum(samples) @ self.mel_basis  # (B, T, K) @ (K, F)
+            mel = self._power_spectrum(samples, lengths) @ self.mel_basis  # (B, T, K) @ (K, F)
             features = self._normalize(self._log(mel), frame_lengths)
         padding = lengths_to_padding_mask(frame_lengths, features.shape[1])
         features = features.masked_fill(padding.unsqueeze(-1), self.config.pad_value)
@@ -340,7 +391,7 @@ class LogMelFrontend(nn.Module):
         samples = samples.masked_fill(padding, 0.0)
         if self.training and cfg.dither > 0:
             samples = samples + cfg.dither * torch.randn_like(samples).masked_fill(padding, 0.0)
-        if cfg.preemphasis is not None:
+        if cfg.preemphasis is not None and not cfg.sherpa_compat:  # Kaldi's: per frame
             emphasised = samples[:, 1:] - cfg.preemphasis * samples[:, :-1]
             if cfg.nemo_compat and cfg.exact_pad:
                 # NeMo masks samples at or past N in padded coordinates: the last pad's worth.
@@ -350,9 +401,11 @@ class LogMelFrontend(nn.Module):
             samples = torch.cat([samples[:, :1], emphasised], dim=1).masked_fill(padding, 0.0)
         return samples
 
-    def _power_spectrum(self, samples: torch.Tensor) -> torch.Tensor:
+    def _power_spectrum(self, samples: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, N) -> |STFT|**mag_power (B, T, n_fft // 2 + 1)."""
         cfg = self.config
+        if cfg.sherpa_compat:
+            return self._kaldi_power_spectrum(samples, lengths)
         if cfg.exact_pad:
             samples = F.pad(samples, (self._stft_padding, self._stft_padding))
         spectrum = torch.stft(
@@ -369,6 +422,33 @@ class LogMelFrontend(nn.Module):
         if cfg.mag_power != 2.0:
             power = power.pow(cfg.mag_power / 2)
         return power.transpose(1, 2)
+
+    def _kaldi_power_spectrum(self, samples: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> power spectrum (B, T, n_fft // 2 + 1) of kaldi-native-fbank's frames.
+
+        Frame t holds samples t * hop + hop // 2 - win // 2 onwards, each utterance mirrored
+        at its own ends (Kaldi: s < 0 -> -s - 1, s >= N -> 2N - 1 - s, repeated), so a padded
+        batch row sees what the utterance alone sees. Pre-emphasis runs within the frame.
+        """
+        cfg = self.config
+        batch, width = samples.shape
+        frames = (width + cfg.hop_length // 2) // cfg.hop_length
+        if frames == 0:  # MKL's FFT refuses an empty batch
+            return samples.new_zeros(batch, 0, cfg.n_fft // 2 + 1)
+        first = torch.arange(frames, device=samples.device) * cfg.hop_length
+        first = first + cfg.hop_length // 2 - cfg.win_length // 2
+        index = first[:, None] + torch.arange(cfg.win_length, device=samples.device)  # (T, W)
+        size = lengths.clamp(min=1).view(batch, 1, 1)
+        folded = torch.remainder(index, 2 * size)  # (B, T, W): mirroring has period 2N
+        index = torch.where(folded >= size, 2 * size - 1 - folded, folded)
+        framed = samples.gather(1, index.view(batch, -1)).view(batch, frames, cfg.win_length)
+        if cfg.preemphasis is not None:
+            a = cfg.preemphasis
+            framed = torch.cat(
+                [framed[..., :1] * (1 - a), framed[..., 1:] - a * framed[..., :-1]], -1
+            )
+        spectrum = torch.fft.rfft(framed * self.window, n=cfg.n_fft)  # (B, T, K)
+        return torch.view_as_real(spectrum).pow(2).sum(-1)
 
     def _log(self, mel: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -397,7 +477,8 @@ class LogMelFrontend(nn.Module):
         mean = (features * valid).sum(dims, keepdim=True) / count.clamp(min=1)
         squares = ((features - mean) * valid).pow(2).sum(dims, keepdim=True)
         # Unbiased, as NeMo; one frame gives std 0 and features 0, as NeMo's NaN -> 0 does.
-        std = (squares / (count - 1).clamp(min=1)).sqrt()
+        # sherpa-onnx divides by N.
+        std = (squares / (count - (0 if cfg.sherpa_compat else 1)).clamp(min=1)).sqrt()
         return (features - mean) / (std + cfg.std_guard)
 
     def _pad_to_multiple(self, features: torch.Tensor) -> torch.Tensor:

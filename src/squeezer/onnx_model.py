@@ -26,8 +26,9 @@ from squeezer.text import Tokenizer, load_tokenizer
 
 __all__ = ["SHERPA_LEAD_SAMPLES", "OnnxCtcModel", "load_onnx_model", "sherpa_transcribe"]
 
-# sherpa-onnx centres its feature frame t 5 ms (80 samples) later than squeezer and NeMo do:
-# this many leading zero samples realign them (README, Deployment).
+# sherpa-onnx centres its feature frame t 5 ms (80 samples) later than squeezer's default
+# frontend and NeMo's do: this many leading zero samples realign them for such a model (README,
+# Deployment). A model trained with `features.sherpa_compat` needs none.
 SHERPA_LEAD_SAMPLES = 80
 
 
@@ -128,13 +129,15 @@ def sherpa_transcribe(
     from squeezer.audio import SAMPLE_RATE, load_audio
 
     directory = Path(directory)
-    feature_dim = int(read_settings(directory)["encoder"]["input_dim"])
+    settings = read_settings(directory)
+    feature_dim = int(settings["encoder"]["input_dim"])
+    features = from_mapping(FeatureConfig, settings["features"], "features")
     recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
         model=str(directory / ONNX_FILE), tokens=str(directory / TOKENS_FILE),
         feature_dim=feature_dim, sample_rate=SAMPLE_RATE, num_threads=threads,
         decoding_method="greedy_search",
     )  # fmt: skip
-    lead = np.zeros(SHERPA_LEAD_SAMPLES, dtype=np.float32)
+    lead = np.zeros(0 if features.sherpa_compat else SHERPA_LEAD_SAMPLES, dtype=np.float32)
     texts = []
     for path in paths:
         stream = recognizer.create_stream()
