@@ -115,7 +115,7 @@ def reference_kaldi_log_mel(signal: np.ndarray, normalize: bool) -> np.ndarray:
     periodic_hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)
     power = np.abs(np.fft.rfft(framed * periodic_hann, 512)) ** 2
     filters = librosa.filters.mel(sr=16_000, n_fft=512, n_mels=80, fmin=0, fmax=8000, htk=False)
-    log_mel = np.log(np.maximum(power @ filters.T.astype(np.float64), EPS32))
+    log_mel = np.log(power @ filters.T.astype(np.float64) + 2.0**-24)
     if normalize:  # sherpa-onnx: std over N frames
         log_mel = (log_mel - log_mel.mean(axis=0)) / (log_mel.std(axis=0) + 1e-5)
     return log_mel
@@ -135,7 +135,12 @@ def test_sherpa_compat_matches_kaldi_reference(normalize: str) -> None:
 
 
 def kaldi_native_fbank(signal: np.ndarray) -> np.ndarray:
-    """The log-mels sherpa-onnx computes for a NeMo CTC model, from its own library: (T, 80)."""
+    """The log-mels sherpa-onnx computes for a NeMo CTC model, from its own library: (T, 80).
+
+    kaldi-native-fbank floors the log at float32's eps; sherpa-onnx 2.0 then takes NeMo's
+    log(mel + 2**-24) for NeMo models (measured: only that makes a trained model's text match
+    sherpa-onnx's on 60 of 60 demo test files; the eps floor, 35). The mels above the floor
+    are recovered exactly and re-logged so."""
     import kaldi_native_fbank as knf
 
     options = knf.FbankOptions()
@@ -151,7 +156,9 @@ def kaldi_native_fbank(signal: np.ndarray) -> np.ndarray:
     fbank.accept_waveform(16_000, signal.tolist())
     fbank.input_finished()
     frames = [fbank.get_frame(index) for index in range(fbank.num_frames_ready)]
-    return np.array(frames, dtype=np.float32).reshape(-1, 80)
+    floored = np.array(frames, dtype=np.float64).reshape(-1, 80)
+    assert (floored > np.log(EPS32) + 1).all()  # no mel at the floor: the inversion is exact
+    return np.log(np.exp(floored) + 2.0**-24).astype(np.float32)
 
 
 def test_sherpa_compat_matches_kaldi_native_fbank() -> None:
@@ -325,9 +332,6 @@ def test_device_follows_the_input() -> None:
         assert cuda_features.is_cuda
 
 
-SHERPA_LOG = {"sherpa_compat": True, "log_guard_type": "clamp", "log_guard_value": "eps"}
-
-
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -340,9 +344,9 @@ SHERPA_LOG = {"sherpa_compat": True, "log_guard_type": "clamp", "log_guard_value
         ({"exact_pad": True, "hop_length": 161}, "hop_length"),
         ({"log_guard_value": "huge"}, "log_guard_value"),
         ({"pad_to": -1}, "pad_to"),
-        ({"sherpa_compat": True}, "log_guard_type"),  # sherpa-onnx floors the log at eps
-        ({**SHERPA_LOG, "window": "hamming"}, "window"),
-        ({**SHERPA_LOG, "normalize": "global"}, "normalize"),
+        ({"sherpa_compat": True, "log_guard_type": "clamp"}, "log_guard_type"),
+        ({"sherpa_compat": True, "window": "hamming"}, "window"),
+        ({"sherpa_compat": True, "normalize": "global"}, "normalize"),
     ],
 )
 def test_config_errors_name_the_field(changes: dict, field: str) -> None:
@@ -434,9 +438,6 @@ def test_spec_augment_is_reproducible() -> None:
     generator = torch.Generator().manual_seed(3)
     other = augment(features, lengths, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(augment(features, lengths, generator=generator), other)
-
-
-SHERPA_LOG = {"sherpa_compat": True, "log_guard_type": "clamp", "log_guard_value": "eps"}
 
 
 @pytest.mark.parametrize(

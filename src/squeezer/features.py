@@ -192,17 +192,17 @@ def _sherpa_settings(sample_rate: int) -> dict[str, Any]:
         sample_rate=sample_rate, win_length=win_length, hop_length=round(0.010 * sample_rate),
         n_fft=1 << (win_length - 1).bit_length(), window="hann", preemphasis=0.97,
         exact_pad=False, mag_power=2.0, f_min=0.0, f_max=None, mel_norm="slaney", log=True,
-        log_guard_type="clamp", log_guard_value="eps", std_guard=STD_GUARD, nemo_compat=False,
+        log_guard_type="add", log_guard_value=LOG_GUARD, std_guard=STD_GUARD, nemo_compat=False,
     )  # fmt: skip
 
 
 def sherpa_features(sample_rate: int = SAMPLE_RATE, **changes: Any) -> FeatureConfig:
     """The frontend sherpa-onnx runs for a NeMo CTC model (`OfflineRecognizer.from_nemo_ctc`):
     25 ms Hann frames every 10 ms, FFT of the next power of two, pre-emphasis 0.97, librosa's
-    slaney mel filters from 0 Hz to Nyquist, log floored at float32's eps, per_feature
-    normalisation. `changes` may set what the recognizer takes from the model: n_mels (its
-    `feature_dim`), normalize ('per_feature' or 'none'), and the training-only dither and
-    padding."""
+    slaney mel filters from 0 Hz to Nyquist, log(mel + 2**-24) as NeMo (sherpa-onnx 2.0; older
+    releases floored it at float32's eps), per_feature normalisation. `changes` may set what
+    the recognizer takes from the model: n_mels (its `feature_dim`), normalize ('per_feature'
+    or 'none'), and the training-only dither and padding."""
     return FeatureConfig(**{**_sherpa_settings(sample_rate), **changes}, sherpa_compat=True)
 
 
