@@ -20,8 +20,9 @@ from squeezer.config import EncoderConfig
 from squeezer.data.corpus import synthesize_corpus
 from squeezer.data.manifests import load_cuts, save_cuts
 from squeezer.evaluate import evaluate
+from squeezer.loading import load_model
 from squeezer.metrics_log import read_metrics
-from squeezer.model import AsrModel, load_model
+from squeezer.model import AsrModel
 from squeezer.nn.batchnorm import MaskedBatchNorm
 from squeezer.nn.heads import masked_mean
 from squeezer.recipe import load_recipe

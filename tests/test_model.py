@@ -5,7 +5,8 @@ import torch
 import yaml
 
 from squeezer.config import EncoderConfig
-from squeezer.model import AsrModel, load_model, save_model
+from squeezer.loading import load_model
+from squeezer.model import AsrModel, save_model
 from squeezer.text import CharTokenizer
 
 ENCODER = EncoderConfig(d_model=32, num_layers=2, num_heads=2, conv_kernel_size=7,

@@ -21,8 +21,8 @@ from squeezer.config import EncoderConfig
 from squeezer.data.corpus import synthesize_corpus
 from squeezer.data.manifests import load_cuts, save_cuts
 from squeezer.evaluate import evaluate
+from squeezer.loading import load_model
 from squeezer.metrics_log import read_metrics
-from squeezer.model import load_model
 from squeezer.recipe import DataConfig, OptimConfig, RunConfig, TokenizerConfig, TrainConfig
 from squeezer.schedule import NoamHoldAnnealing
 from squeezer.structured import to_mapping

@@ -1,7 +1,8 @@
 """squeezer: Squeezeformer and Conformer encoders for CTC speech recognition and any sequence."""
 
 from squeezer.config import EncoderConfig, Rung, ablation_ladder, list_presets
-from squeezer.model import AsrModel, load_model
+from squeezer.loading import load_model
+from squeezer.model import AsrModel
 from squeezer.nn import (
     CtcHead,
     CtcOutput,

@@ -2,7 +2,8 @@
 
 A model directory holds `config.yaml` (encoder and frontend settings, vocabulary size),
 `model.safetensors` (the weights) and the tokenizer's files. Loading one never unpickles
-anything.
+anything. The model knows neither the `.nemo` importer nor transcription: `squeezer.loading`
+and `squeezer.transcribe` use it, never the reverse.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from squeezer.text import Tokenizer, load_tokenizer
 __all__ = [
     "MODEL_FORMAT",
     "AsrModel",
-    "load_model",
+    "load_model_directory",
     "model_settings",
     "read_settings",
     "save_model",
@@ -80,13 +81,6 @@ class AsrModel(nn.Module):
         features, feature_lengths = self.frontend(waveforms, lengths)
         return self(features, feature_lengths)
 
-    @torch.no_grad()
-    def transcribe(self, paths: list[str | Path]) -> list[str]:
-        """Greedy-decoded text of each audio file (see `squeezer.transcribe` for long files)."""
-        from squeezer.transcribe import transcribe_files
-
-        return [result.text for result in transcribe_files(self, paths)]
-
 
 def model_settings(model: AsrModel) -> dict[str, Any]:
     return {
@@ -126,14 +120,10 @@ def read_settings(directory: Path) -> dict[str, Any]:
     return settings
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> AsrModel:
-    """Read a model directory written by `save_model` (or `squeezer train`), or a NeMo `.nemo`
-    CTC checkpoint (any file: see `squeezer.nemo`); eval mode, tokenizer attached."""
-    directory = Path(path)
-    if directory.is_file():
-        from squeezer.nemo import load_nemo  # lazily: only imports of .nemo files need it
-
-        return load_nemo(directory, device)
+def load_model_directory(directory: str | Path, device: str | torch.device = "cpu") -> AsrModel:
+    """Read a model directory written by `save_model` (or `squeezer train`); eval mode,
+    tokenizer attached. `squeezer.load_model` also takes `.nemo` files."""
+    directory = Path(directory)
     settings = read_settings(directory)
     encoder = from_mapping(EncoderConfig, settings["encoder"], "encoder")
     features = from_mapping(FeatureConfig, settings["features"], "features")

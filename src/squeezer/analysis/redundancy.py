@@ -26,7 +26,8 @@ from torch.utils.hooks import RemovableHandle
 from squeezer.config import EncoderConfig, list_presets
 from squeezer.data.dataset import AsrDataset
 from squeezer.data.manifests import load_cuts
-from squeezer.model import AsrModel, load_model
+from squeezer.loading import load_model
+from squeezer.model import AsrModel
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.masks import lengths_to_padding_mask
 
