@@ -1,8 +1,9 @@
 """Training checkpoints: atomic writes, keeping the last K, averaging the last K.
 
 A checkpoint is one `torch.save` file of plain containers and tensors (model, optimiser,
-scheduler, sampler position, RNG states, step), readable with `torch.load(weights_only=True)`:
-loading one never runs pickled code.
+scheduler, sampler position, RNG states, step; the model's settings and, for a fine-tuning run,
+its `finetune` settings, so --resume rebuilds the same model), readable with
+`torch.load(weights_only=True)`: loading one never runs pickled code.
 """
 
 from __future__ import annotations

@@ -6,13 +6,18 @@ tokenizer:  kind, vocabulary size (trained on the training manifest's text)
 data:       manifests, batch duration, duration limits, loader workers
 optim:      AdamW; the Noam hold-annealing schedule (paper Section 4.1) or cosine annealing
 run:        steps/epochs, checkpoints, averaging, EMA, precision, logging
+finetune:   start from a trained model (`--init PATH`): keep or replace its vocabulary, freeze
+            its encoder for the first steps (see `FinetuneConfig`)
+
+When fine-tuning, the architecture and the frontend are the init model's: leave `model:`,
+`encoder:` and `features:` out (a section the recipe gives must agree with the model).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -22,6 +27,7 @@ from squeezer.structured import apply_overrides, from_mapping, to_mapping
 
 __all__ = [
     "DataConfig",
+    "FinetuneConfig",
     "OptimConfig",
     "RunConfig",
     "TokenizerConfig",
@@ -80,16 +86,71 @@ class RunConfig:
     tensorboard: bool = False
 
 
+Vocabulary = Literal["keep", "new"]
+FrozenPart = Literal["none", "encoder"]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning: start from a trained model, as NeMo's `init_from_nemo_model` does.
+
+    - init: a squeezer model directory or a NeMo `.nemo` CTC file (`squeezer train --init PATH`
+      sets it; in a recipe, relative to the recipe file). None: train from scratch. Its encoder,
+      CTC head and frontend settings (`FeatureConfig`, `nemo_compat` included, so training
+      features are the ones inference computes) become the run's.
+    - vocabulary: "keep" the model's tokenizer and CTC head (every training transcript must be
+      encodable with that vocabulary), or "new": train a tokenizer on the training text as the
+      `tokenizer:` section says and put a fresh CTC head of its size on the loaded encoder
+      (NeMo's `change_vocabulary`). With "keep" the `tokenizer:` section is not used.
+    - freeze: "none", or "encoder": the encoder (subsampling and every block: everything but the
+      CTC head, since the log-mel frontend has no weights) does not train for the first
+      `freeze_steps` optimiser steps. Frozen as NeMo's `freeze()`: no gradient, so AdamW leaves
+      its weights, moments and weight decay alone (bit-identical), and eval mode, so dropout is
+      off and BatchNorm uses and keeps its running statistics. Then it trains like the rest
+      (its AdamW moments start from zero then).
+    - freeze_steps: optimiser steps the `freeze` part stays frozen (>= 1 with a `freeze`).
+
+    A lower learning rate for fine-tuning is `optim.peak_lr` (with a short `optim.warmup_steps`).
+    `--resume` continues a fine-tuning run from its checkpoint with the settings it recorded;
+    `init` is applied only when a run starts.
+    """
+
+    init: str | None = None
+    vocabulary: Vocabulary = "keep"
+    freeze: FrozenPart = "none"
+    freeze_steps: int = 0
+
+    def __post_init__(self) -> None:
+        for name, kind in (("vocabulary", Vocabulary), ("freeze", FrozenPart)):
+            if getattr(self, name) not in get_args(kind):
+                allowed = ", ".join(get_args(kind))
+                raise ValueError(f"finetune.{name}={getattr(self, name)!r} is not one of {allowed}")
+        if self.freeze_steps < 0:
+            raise ValueError(f"finetune.freeze_steps={self.freeze_steps} must be >= 0")
+        if self.freeze != "none" and self.freeze_steps == 0:
+            raise ValueError(f"finetune.freeze={self.freeze} needs finetune.freeze_steps >= 1")
+        if self.freeze == "none" and self.freeze_steps:
+            raise ValueError(
+                f"finetune.freeze_steps={self.freeze_steps} needs a finetune.freeze part"
+            )
+
+
 @dataclass(frozen=True)
 class TrainConfig:
+    """A recipe. The architecture is `encoder`, else the preset `model`; `features` None is the
+    default `FeatureConfig`. When fine-tuning (`finetune.init` set), None in `model`, `encoder`
+    and `features` means the init model's (`load_recipe` sets the sections a recipe leaves out
+    to None); a section that is set must agree with the init model field by field."""
+
     model: str | None = "squeezeformer-xs"
     encoder: EncoderConfig | None = None  # overrides `model` when given
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    features: FeatureConfig | None = field(default_factory=FeatureConfig)
     spec_augment: SpecAugmentConfig | None = field(default_factory=SpecAugmentConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def encoder_config(self) -> EncoderConfig:
         if self.encoder is not None:
@@ -113,14 +174,45 @@ def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
     return apply_overrides(config, [f"data.{k}={v if v else 'null'}" for k, v in resolved.items()])
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a recipe YAML, apply overrides, resolve manifest paths against the file's folder."""
+def _resolve_init(config: TrainConfig, base: Path, init: str | Path | None) -> TrainConfig:
+    """finetune.init made absolute: `init` (the command line's) against the working folder, a
+    recipe's own against the recipe's folder."""
+    if init is not None:
+        path = Path(init).resolve()
+    elif config.finetune.init is not None:
+        path = (base / config.finetune.init).resolve()  # an absolute init stays as it is
+    else:
+        return config
+    return replace(config, finetune=replace(config.finetune, init=str(path)))
+
+
+def _leave_architecture_to_init(config: TrainConfig, given: set[str]) -> TrainConfig:
+    """Sections a fine-tuning recipe leaves out come from the init model, not from defaults."""
+    absent = {name: None for name in ("model", "features") if name not in given}
+    return replace(config, **absent)
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, init: str | Path | None = None
+) -> TrainConfig:
+    """Read a recipe YAML, apply overrides, resolve manifest paths against the file's folder.
+
+    `init` (`squeezer train --init`) sets finetune.init; when fine-tuning, `model` and
+    `features` the recipe and overrides leave out become None (the init model's).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such recipe")
-    values = yaml.safe_load(path.read_text()) or {}
+    values: Any = yaml.safe_load(path.read_text()) or {}
     config = apply_overrides(from_mapping(TrainConfig, values), overrides or [])
-    config.encoder_config()  # fail now on a bad preset name, not after data loading
+    config = _resolve_init(config, path.parent, init)
+    if config.finetune.init is not None:
+        given = set(values) | {
+            item.partition("=")[0].strip().split(".")[0] for item in overrides or []
+        }
+        config = _leave_architecture_to_init(config, given)
+    if config.model is not None or config.encoder is not None:
+        config.encoder_config()  # fail now on a bad preset name, not after data loading
     if not config.data.train:
         raise ValueError(f"{path}: data.train (the training manifest) is required")
     return _resolve_paths(config, path.parent)

@@ -1,10 +1,13 @@
 """The CTC training loop: plain PyTorch, one process or many (torchrun + DDP).
 
     squeezer train RECIPE.yaml --out runs/xs [--set optim.peak_lr=1e-3 ...] [--resume]
+    squeezer train RECIPE.yaml --out runs/ft --init MODEL_DIR_OR.nemo   (fine-tuning)
 
-Layout of the run directory: `config.yaml` (the resolved recipe), `tokenizer/`,
-`checkpoints/checkpoint-<step>.pt`, `metrics.jsonl`, and at the end `model/` (a model
-directory: averaged or EMA weights, config and tokenizer).
+Layout of the run directory: `config.yaml` (the resolved recipe; a fine-tuning run's records
+its init and the init model's encoder and features), `tokenizer/`,
+`checkpoints/checkpoint-<step>.pt` (each also records the model's settings and the fine-tuning
+settings, so --resume rebuilds the same model), `metrics.jsonl`, and at the end `model/` (a
+model directory: averaged or EMA weights, config and tokenizer). Fine-tuning: `squeezer.finetune`.
 """
 
 from __future__ import annotations
@@ -33,10 +36,21 @@ from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, m
 from squeezer.data.manifests import load_cuts
 from squeezer.distributed import Distributed, all_agree, barrier, init_distributed, seed_everything
 from squeezer.features import LogMelFrontend, SpecAugment
+from squeezer.finetune import (
+    Freezer,
+    check_agreement,
+    check_no_finetuning,
+    model_from_settings,
+    resumed_config,
+    resumed_tokenizer,
+    start_from_init,
+    with_architecture,
+)
 from squeezer.metrics_log import MetricsLog
-from squeezer.model import AsrModel, save_model
+from squeezer.model import AsrModel, model_settings, save_model
 from squeezer.recipe import TrainConfig
 from squeezer.schedule import build_schedule
+from squeezer.structured import to_mapping
 from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
 
 __all__ = ["TrainState", "train"]
@@ -55,6 +69,14 @@ class TrainState:
     bad_in_a_row: int = 0
     utterances: int = 0
     elapsed_s: float = 0.0  # training wall time before this process started
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back for --resume: where it is and what it holds."""
+
+    path: Path
+    state: dict[str, Any]
 
 
 def _prepare_tokenizer(config: TrainConfig, out_dir: Path, dist: Distributed, cuts) -> Tokenizer:
@@ -97,16 +119,16 @@ class Trainer:
     """Holds the pieces of one run; `fit()` runs it to the end."""
 
     def __init__(self, config: TrainConfig, out_dir: Path, resume: bool) -> None:
-        self.config, self.out_dir = config, out_dir
+        self.out_dir = out_dir
         self.dist = init_distributed(config.run.device)
         seed_everything(config.run.seed + self.dist.rank)
         if self.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            config.to_yaml(out_dir / "config.yaml")
+        checkpoint = self._latest_checkpoint() if resume else None
         cuts = load_cuts(config.data.train)
-        self.tokenizer = _prepare_tokenizer(config, out_dir, self.dist, cuts)
-        encoder = config.encoder_config()
-        self.model = AsrModel(encoder, self.tokenizer.vocab_size, config.features)
+        self.config, self.model, self.tokenizer = self._build(config, cuts, checkpoint)
+        if self.dist.is_main:
+            self.config.to_yaml(out_dir / "config.yaml")
         self.model.to(self.dist.device)
         self.loader = self._loader(cuts)
         self.augment = SpecAugment(config.spec_augment) if config.spec_augment else None
@@ -118,20 +140,54 @@ class Trainer:
         if config.run.ema_decay:
             multi_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(config.run.ema_decay)
             self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=multi_avg)
-        if resume:
-            self._restore()
-        self.ddp = (
-            DistributedDataParallel(self.model, device_ids=self._device_ids())
-            if self.dist.world_size > 1
-            else self.model
-        )
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.freezer = Freezer(self.model, self.config.finetune)
+        self._train_mode()
+        self.ddp = self._wrap()
+
+    def _build(
+        self, config: TrainConfig, cuts, checkpoint: Checkpoint | None
+    ) -> tuple[TrainConfig, AsrModel, Tokenizer]:
+        """The run's recipe, model and tokenizer: from its checkpoint (resume), from the init
+        model (fine-tuning), or new (from scratch)."""
+        if checkpoint is not None:
+            source = str(checkpoint.path)
+            config = resumed_config(config, checkpoint.state.get("finetune"), source)
+            if "settings" in checkpoint.state:  # older checkpoints: the recipe's model
+                model = model_from_settings(checkpoint.state["settings"])
+                check_agreement(config, model.config, model.frontend.config, source)
+                tokenizer = resumed_tokenizer(self.out_dir / "tokenizer", model, source)
+                if config.finetune.init is not None:
+                    config = with_architecture(config, model)
+                return config, model, tokenizer
+        elif config.finetune.init is not None:
+            start = start_from_init(config, cuts, self.out_dir / "tokenizer", self.dist.is_main)
+            return start.config, start.model, start.tokenizer
+        check_no_finetuning(config.finetune)
+        tokenizer = _prepare_tokenizer(config, self.out_dir, self.dist, cuts)
+        model = AsrModel(config.encoder_config(), tokenizer.vocab_size, config.features)
+        return config, model, tokenizer
 
     def _device_ids(self) -> list[int] | None:
         return [self.dist.local_rank] if self.dist.device.type == "cuda" else None
 
+    def _wrap(self) -> torch.nn.Module:
+        """The model as the loop calls it: DDP under torchrun. DDP reduces the gradients of the
+        parameters that require one when it is built, so it is built again when frozen
+        parameters are released."""
+        if self.dist.world_size == 1:
+            return self.model
+        return DistributedDataParallel(self.model, device_ids=self._device_ids())
+
+    def _train_mode(self) -> None:
+        """Training mode, except for what `finetune.freeze` still holds in eval mode."""
+        self.model.train()
+        self.freezer.apply(self.state.step)
+
     def _loader(self, cuts):
         data = self.config.data
-        frontend = LogMelFrontend(self.config.features)
+        frontend = LogMelFrontend(self.model.frontend.config)
 
         # The fastest speed perturbation (if faster than 1) leaves the fewest frames for CTC.
         fastest = max((*data.speed_perturb, 1.0))
@@ -146,7 +202,9 @@ class Trainer:
         if self.dist.is_main:
             log.info("training data: %s", report.summary())
         if len(cuts) == 0:
-            raise ValueError(f"{data.train}: no utterance is usable for training")
+            raise ValueError(
+                f"{data.train}: no utterance is usable for training ({report.summary()})"
+            )
         dataset = AsrDataset(
             frontend,
             self.tokenizer.encode,
@@ -177,7 +235,10 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------
 
     def _checkpoint_state(self) -> dict[str, Any]:
+        finetune = self.config.finetune
         state = {
+            "settings": model_settings(self.model),  # --resume rebuilds this model from them
+            "finetune": to_mapping(finetune) if finetune.init is not None else None,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -215,7 +276,7 @@ class Trainer:
         try:
             rates = evaluate(self.model, self.dev_cuts, max_batch_seconds=120).rates["greedy"]
         finally:
-            self.model.train()
+            self._train_mode()
         self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer,
                             "time_s": round(trained_s, 1)})  # fmt: skip
 
@@ -234,12 +295,15 @@ class Trainer:
     def _keep(self) -> int:
         return max(self.config.run.keep_last, self.config.run.average_last)
 
-    def _restore(self) -> None:
+    def _latest_checkpoint(self) -> Checkpoint | None:
         path = latest_checkpoint(self.out_dir / "checkpoints")
         if path is None:
-            log.info("no checkpoint in %s: starting from scratch", self.out_dir)
-            return
-        state = load_checkpoint(path, map_location=self.dist.device)
+            log.info("no checkpoint in %s: starting the run", self.out_dir)
+            return None
+        return Checkpoint(path, load_checkpoint(path, map_location=self.dist.device))
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        path, state = checkpoint.path, checkpoint.state
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -345,6 +409,8 @@ class Trainer:
                 continue
             self.state.bad_in_a_row = 0
             self.state.step += 1
+            if self.freezer.releases_after(self.state.step):
+                self._release()
             self.state.utterances += window_utts
             if self.state.step % self.config.run.log_every == 0 or self.state.step == 1:
                 rate = window_utts / max(time.perf_counter() - window_start, 1e-9)
@@ -358,6 +424,14 @@ class Trainer:
             if self._should_stop():
                 return True
         return False
+
+    def _release(self) -> None:
+        """Let the frozen part train from the next step on (every rank at the same step)."""
+        self._train_mode()
+        self.ddp = self._wrap()
+        if self.dist.is_main:
+            log.info("step %d: finetune.freeze=%s released", self.state.step,
+                     self.config.finetune.freeze)  # fmt: skip
 
     def _log(self, loss: float, norm: float, rate: float, progress: tqdm | None) -> None:
         if not self.dist.is_main:
@@ -414,7 +488,7 @@ class Trainer:
     def _finish(self) -> Path:
         directory = self.out_dir / "model"
         if self.dist.is_main:
-            final = AsrModel(self.model.config, self.model.vocab_size, self.config.features)
+            final = AsrModel(self.model.config, self.model.vocab_size, self.model.frontend.config)
             final.load_state_dict(self._final_weights())
             save_model(final, directory, self.tokenizer)
             log.info("model written to %s (step %d)", directory, self.state.step)
@@ -423,5 +497,9 @@ class Trainer:
 
 
 def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Path:
-    """Run a recipe into `out_dir`; with `resume`, continue from its latest checkpoint."""
+    """Run a recipe into `out_dir`; with `resume`, continue from its latest checkpoint.
+
+    With `config.finetune.init` set (`squeezer train --init`), a run that starts (no checkpoint
+    to resume) starts from that model: see `squeezer.recipe.FinetuneConfig`.
+    """
     return Trainer(config, Path(out_dir), resume).fit()
