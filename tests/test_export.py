@@ -21,6 +21,7 @@ from squeezer.nemo import import_nemo
 from squeezer.onnx_model import OnnxCtcModel, load_onnx_model, sherpa_transcribe
 from squeezer.scoring import error_rates
 from squeezer.text import CharTokenizer
+from squeezer.transcribe import transcribe
 from tests.conftest import small_rungs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nemo"
@@ -99,7 +100,7 @@ def test_nemo_fixtures_export_with_the_same_log_probs_and_text(nemo_export) -> N
         exported.log_probs(batch, lengths), model.log_probs(batch, lengths), lengths
     )
     texts = np.load(FIXTURES / f"{name}.npz")["texts"].tolist()  # NeMo's own greedy texts
-    assert exported.transcribe(AUDIO) == texts
+    assert [r.text for r in transcribe(exported, AUDIO)] == texts
 
 
 def test_export_folder_holds_what_sherpa_onnx_reads(nemo_export) -> None:
@@ -216,7 +217,7 @@ def test_sherpa_onnx_transcribes_like_squeezer(trained) -> None:
         decoded = torch.div(frames, factor, rounding_mode="floor")  # sherpa-onnx's rule
         expected += decode_greedy_text(output.log_probs, decoded, model.tokenizer)
     theirs = sherpa_transcribe(directory, audio)
-    ours = model.transcribe(audio)
+    ours = [r.text for r in transcribe(model, audio)]
     same = sum(a == b for a, b in zip(ours, theirs, strict=True))
     print(f"\nsherpa-onnx: {same} of 12 texts identical")
     assert theirs == expected

@@ -7,7 +7,7 @@ import torch
 from squeezer.config import EncoderConfig
 from squeezer.model import AsrModel
 from squeezer.text import CharTokenizer
-from squeezer.transcribe import stitched_log_probs, transcribe_files
+from squeezer.transcribe import stitched_log_probs, transcribe
 
 ENCODER = EncoderConfig(d_model=32, num_layers=2, num_heads=2, conv_kernel_size=7,
                         time_reduce_idx=None, time_recover_idx=None)  # fmt: skip
@@ -45,7 +45,7 @@ def test_transcribe_files_reports_timing(tmp_path):
     model = tiny_model()
     path = tmp_path / "a.wav"
     sf.write(path, (np.random.randn(16000 * 2) * 0.1).astype(np.float32), 16000)
-    (result,) = transcribe_files(model, [path])
+    (result,) = transcribe(model, [path])
     assert result.path == str(path) and result.audio_seconds == 2.0
     assert result.to_dict()["real_time_factor"] > 0
     assert isinstance(result.text, str)

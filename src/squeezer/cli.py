@@ -81,7 +81,7 @@ def _bench_deploy(args: argparse.Namespace) -> int:
             )
             if args.manifest and path.exists():
                 transcription += bench_deploy.transcription_rows(
-                    label, model, export_dir, args.manifest, args.threads
+                    label, model, export_dir, args.manifest, args.threads, args.rounds
                 )
     report = bench_deploy.format_markdown(
         throughput, transcription, _command_line("bench-deploy"), args.rounds, args.threads
@@ -90,6 +90,32 @@ def _bench_deploy(args: argparse.Namespace) -> int:
     if args.out:
         write_report_section(args.out, "deployment", report)
         log.info("wrote the deployment section of %s", args.out)
+    return 0
+
+
+def _bench_transcribe(args: argparse.Namespace) -> int:
+    """Word-time accuracy on known word times; batched against one-by-one transcription."""
+    import torch
+
+    from squeezer.analysis import bench_transcribe
+    from squeezer.loading import load_model
+    from squeezer.transcripts import collect_audio
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    errors = bench_transcribe.boundary_errors(model)
+    factors = {}
+    if args.manifest:
+        paths = collect_audio([args.manifest])
+        factors = bench_transcribe.throughput(model, paths, args.rounds, args.batch_seconds)
+    path = Path(args.model)
+    name = (path.parent if path.name == "model" else path).name
+    report = bench_transcribe.format_markdown(
+        name, errors, factors, _command_line("bench-transcribe"), args.rounds, args.threads
+    )
+    print(report)
+    if args.out:
+        write_report_section(args.out, "transcription", report)
     return 0
 
 
@@ -144,11 +170,11 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train a CTC model from a recipe."""
+    """Train a CTC model from a recipe, from scratch or fine-tuning a model (--init)."""
     from squeezer.recipe import load_recipe
     from squeezer.train import train
 
-    config = load_recipe(args.recipe, args.set)
+    config = load_recipe(args.recipe, args.set, init=args.init)
     model_dir = train(config, args.out, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
         print(model_dir)
@@ -166,7 +192,7 @@ def _import_nemo(args: argparse.Namespace) -> int:
 def _load_for_inference(args: argparse.Namespace):
     """The model behind MODEL for --backend: PyTorch (a directory or .nemo) or ONNX Runtime."""
     if args.backend == "torch":
-        from squeezer.model import load_model
+        from squeezer.loading import load_model
 
         return load_model(args.model, device=args.device)
     from squeezer.onnx_model import load_onnx_model
@@ -179,7 +205,7 @@ def _load_for_inference(args: argparse.Namespace):
 def _export(args: argparse.Namespace) -> int:
     """ONNX graph(s), tokens.txt and settings for ONNX Runtime and sherpa-onnx."""
     from squeezer.export import export_onnx
-    from squeezer.model import load_model
+    from squeezer.loading import load_model
 
     result = export_onnx(load_model(args.model), args.out, int8=args.int8)
     for graph in result.graphs:
@@ -206,19 +232,39 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    """Text of audio files (long files in overlapping windows)."""
+    """Text (and word times, subtitles) of audio files, folders, lists or manifests."""
     import json
 
-    from squeezer.transcribe import transcribe_files
+    from squeezer.transcribe import summarize, transcribe
+    from squeezer.transcripts import SUMMARY_FILE, collect_audio, render, write_transcripts
 
+    paths = collect_audio(args.audio)
+    if args.format in ("srt", "vtt") and len(paths) > 1 and args.out is None:
+        raise ValueError(f"--format {args.format} for {len(paths)} files needs --out DIR")
     model = _load_for_inference(args)
-    results = transcribe_files(model, args.audio, args.window, args.overlap)
-    for result in results:
-        if args.json:
-            print(json.dumps(result.to_dict()))
-        else:
-            print(f"{result.path}\t{result.text}")
-    return 0
+    results = transcribe(
+        model, paths, timestamps=args.timestamps or args.format in ("srt", "vtt"),
+        batch_seconds=args.batch_seconds, window_s=args.window, overlap_s=args.overlap,
+        progress=(args.out is not None and sys.stderr.isatty()) or args.progress,
+    )  # fmt: skip
+    summary = summarize(results)
+    if args.out is not None:
+        write_transcripts(results, args.out, args.format)
+        (args.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    else:
+        for result in results:
+            if result.error is not None:
+                continue
+            if args.format == "txt":
+                print(f"{result.path}\t{result.text}")
+            else:
+                print(render(result, args.format), end="")
+    for failure in summary["unreadable"]:
+        log.warning("unreadable: %s: %s", failure["path"], failure["error"])
+    log.info("%d files, %.3f h of audio, real-time factor %.4f, %d unreadable",
+             summary["files"], summary["audio_hours"], summary["real_time_factor"],
+             len(summary["unreadable"]))  # fmt: skip
+    return 0 if summary["transcribed"] or not results else 1
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -340,6 +386,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     deploy.add_argument("--threads", type=int, default=2)
     deploy.add_argument("--out", type=Path, help="markdown report to update")
 
+    words = verbs.add_parser("bench-transcribe", help="word-time accuracy and batching speed")
+    words.add_argument("model", help="trained model directory or .nemo file")
+    words.add_argument("--manifest", type=Path, help="test split: batched against one by one")
+    words.add_argument("--rounds", type=int, default=3)
+    words.add_argument("--batch-seconds", type=float, default=120.0)
+    words.add_argument("--threads", type=int, default=2)
+    words.add_argument("--out", type=Path, help="markdown report to update")
+
     prepare = verbs.add_parser("prepare", help="import a corpus into a Lhotse manifest")
     prepare.add_argument("layout", choices=["librispeech", "nemo", "folder"])
     prepare.add_argument("source", type=Path, help="corpus folder or NeMo manifest")
@@ -364,6 +418,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
         help="override a recipe value, e.g. optim.peak_lr=1e-3 (repeatable)",
     )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument(
+        "--init",
+        type=Path,
+        metavar="PATH",
+        help="fine-tune: start from this model directory or .nemo file (see the recipe's "
+        "finetune section); applied only when the run starts",
+    )
 
     nemo = verbs.add_parser("import-nemo", help="convert a NeMo .nemo CTC model to a directory")
     nemo.add_argument("nemo", type=Path, help="the .nemo file (Squeezeformer or Conformer CTC)")
@@ -387,11 +448,25 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--out", type=Path, help="folder for hypotheses and summary")
 
-    transcribe = verbs.add_parser("transcribe", help="transcribe audio files")
+    transcribe = verbs.add_parser("transcribe", help="transcribe audio files, with word times")
     transcribe.add_argument("model", type=Path, help="model directory, .nemo file or export")
     transcribe.add_argument("--backend", **backend)
-    transcribe.add_argument("audio", type=Path, nargs="+")
-    transcribe.add_argument("--json", action="store_true", help="one JSON object per file")
+    transcribe.add_argument("audio", type=Path, nargs="+",
+                            help="audio files, folders, list files (.txt: one path a line) or "
+                                 "manifests (.jsonl.gz)")  # fmt: skip
+    transcribe.add_argument("--format", choices=["txt", "json", "srt", "vtt"], default="txt",
+                            help="txt: text; json: text, words and tokens with times; srt, vtt: "
+                                 "subtitles")  # fmt: skip
+    transcribe.add_argument("--json", dest="format", action="store_const", const="json",
+                            help="the same as --format json")  # fmt: skip
+    transcribe.add_argument("--timestamps", action="store_true",
+                            help="word and token start, end and confidence (json)")  # fmt: skip
+    transcribe.add_argument("--out", type=Path,
+                            help="write OUT/<name>.<format> per file and OUT/summary.json "
+                                 "(default: print to stdout)")  # fmt: skip
+    transcribe.add_argument("--batch-seconds", type=float, default=120.0,
+                            help="audio per batch for files up to one window")  # fmt: skip
+    transcribe.add_argument("--progress", action="store_true", help="a progress bar")
     transcribe.add_argument("--window", type=float, default=20.0, help="window seconds")
     transcribe.add_argument("--overlap", type=float, default=2.0, help="overlap seconds")
     transcribe.add_argument("--device", default="cpu")
@@ -454,6 +529,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
         "bench": _bench,
         "bench-deploy": _bench_deploy,
         "prepare": _prepare,
+        "bench-transcribe": _bench_transcribe,
         "corpus": _corpus,
     }
     return parser, verb_functions

@@ -31,14 +31,15 @@ from squeezer.config import EncoderConfig
 from squeezer.data.corpus import synthesize_corpus
 from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import Evaluation, evaluate, write_evaluation
+from squeezer.loading import load_model
 from squeezer.metrics_log import read_metrics
-from squeezer.model import AsrModel, load_model
+from squeezer.model import AsrModel
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.recipe import TrainConfig, load_recipe
 from squeezer.scoring import error_rates
 from squeezer.structured import to_mapping
 from squeezer.train import train
-from squeezer.transcribe import transcribe_files
+from squeezer.transcribe import transcribe
 
 __all__ = ["DEMO_RECIPES", "DemoSettings", "ModelResult", "run_demo", "voice_group"]
 
@@ -213,7 +214,7 @@ def _examples(model: AsrModel, test: CutSet, groups: dict[str, str], count: int)
     chosen += [cut for cut in test if cut not in chosen]
     chosen = chosen[:count]
     paths = [cut.recording.sources[0].source for cut in chosen]
-    results = transcribe_files(model, paths)
+    results = transcribe(model, paths)
     return [
         {"file": path, "group": groups[cut.id], "reference": cut.supervisions[0].text,
          "hypothesis": result.text}

@@ -24,7 +24,8 @@ from squeezer.nn.heads import CtcOutput
 from squeezer.structured import from_mapping
 from squeezer.text import Tokenizer, load_tokenizer
 
-__all__ = ["SHERPA_LEAD_SAMPLES", "OnnxCtcModel", "load_onnx_model", "sherpa_transcribe"]
+__all__ = ["SHERPA_LEAD_SAMPLES", "OnnxCtcModel", "SherpaRecognizer", "load_onnx_model",
+           "sherpa_transcribe"]  # fmt: skip
 
 # sherpa-onnx centres its feature frame t 5 ms (80 samples) later than squeezer's default
 # frontend and NeMo's do: this many leading zero samples realign them for such a model (README,
@@ -81,13 +82,6 @@ class OnnxCtcModel:
         features, feature_lengths = self.frontend(waveforms.cpu(), lengths.cpu())
         return self(features, feature_lengths)
 
-    @torch.no_grad()
-    def transcribe(self, paths: list[str | Path]) -> list[str]:
-        """Greedy-decoded text of each audio file."""
-        from squeezer.transcribe import transcribe_files
-
-        return [result.text for result in transcribe_files(self, paths)]
-
 
 def load_onnx_model(directory: str | Path, int8: bool = False, threads: int = 0) -> OnnxCtcModel:
     """Open an export folder written by `export_onnx` in ONNX Runtime (CPU)."""
@@ -120,28 +114,40 @@ def load_onnx_model(directory: str | Path, int8: bool = False, threads: int = 0)
     return model
 
 
+class SherpaRecognizer:
+    """sherpa-onnx's offline recognizer on an export folder, as a NeMo CTC model (greedy)."""
+
+    def __init__(self, directory: str | Path, threads: int = 1) -> None:
+        import sherpa_onnx
+
+        from squeezer.audio import SAMPLE_RATE
+
+        directory = Path(directory)
+        settings = read_settings(directory)
+        features = from_mapping(FeatureConfig, settings["features"], "features")
+        self.recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
+            model=str(directory / ONNX_FILE), tokens=str(directory / TOKENS_FILE),
+            feature_dim=int(settings["encoder"]["input_dim"]), sample_rate=SAMPLE_RATE,
+            num_threads=threads, decoding_method="greedy_search",
+        )  # fmt: skip
+        lead = 0 if features.sherpa_compat else SHERPA_LEAD_SAMPLES
+        self.lead = np.zeros(lead, dtype=np.float32)
+
+    def transcribe(self, paths: list[str | Path]) -> list[str]:
+        """Greedy text of each file (sherpa-onnx computes the features itself)."""
+        from squeezer.audio import SAMPLE_RATE, load_audio
+
+        texts = []
+        for path in paths:
+            stream = self.recognizer.create_stream()
+            stream.accept_waveform(SAMPLE_RATE, np.concatenate([self.lead, load_audio(path)]))
+            self.recognizer.decode_stream(stream)
+            texts.append(stream.result.text)
+        return texts
+
+
 def sherpa_transcribe(
     directory: str | Path, paths: list[str | Path], threads: int = 1
 ) -> list[str]:
     """Greedy text of each file from sherpa-onnx on an export folder (its own features)."""
-    import sherpa_onnx
-
-    from squeezer.audio import SAMPLE_RATE, load_audio
-
-    directory = Path(directory)
-    settings = read_settings(directory)
-    feature_dim = int(settings["encoder"]["input_dim"])
-    features = from_mapping(FeatureConfig, settings["features"], "features")
-    recognizer = sherpa_onnx.OfflineRecognizer.from_nemo_ctc(
-        model=str(directory / ONNX_FILE), tokens=str(directory / TOKENS_FILE),
-        feature_dim=feature_dim, sample_rate=SAMPLE_RATE, num_threads=threads,
-        decoding_method="greedy_search",
-    )  # fmt: skip
-    lead = np.zeros(0 if features.sherpa_compat else SHERPA_LEAD_SAMPLES, dtype=np.float32)
-    texts = []
-    for path in paths:
-        stream = recognizer.create_stream()
-        stream.accept_waveform(SAMPLE_RATE, np.concatenate([lead, load_audio(path)]))
-        recognizer.decode_stream(stream)
-        texts.append(stream.result.text)
-    return texts
+    return SherpaRecognizer(directory, threads).transcribe(paths)

@@ -26,8 +26,9 @@ import torch
 
 from squeezer.analysis import bench_peer
 from squeezer.export import ONNX_FILE, ONNX_INT8_FILE, export_onnx
-from squeezer.model import WEIGHTS_FILE, AsrModel, load_model
-from squeezer.onnx_model import load_onnx_model, sherpa_transcribe
+from squeezer.loading import load_model
+from squeezer.model import WEIGHTS_FILE, AsrModel
+from squeezer.onnx_model import SherpaRecognizer, load_onnx_model
 from squeezer.scoring import error_rates
 
 __all__ = ["ThroughputRow", "TranscriptionRow", "format_markdown", "network_throughput",
@@ -48,11 +49,13 @@ class ThroughputRow:
 
 @dataclass(frozen=True)
 class TranscriptionRow:
-    """End-to-end transcription of a test split: real-time factor and CER."""
+    """End-to-end transcription of a test split: real-time factor (median, min, max) and CER."""
 
     model: str
     runtime: str
-    real_time_factor: float
+    real_time_factor: float  # median over the rounds
+    low: float
+    high: float
     cer: float
     wer: float
     identical: int  # files whose text equals squeezer PyTorch's (the first runtime's)
@@ -106,39 +109,51 @@ def network_throughput(
 
 
 def transcription_rows(
-    name: str, model: AsrModel, export_dir: Path, manifest: Path, threads: int
+    name: str, model: AsrModel, export_dir: Path, manifest: Path, threads: int, rounds: int = 3
 ) -> list[TranscriptionRow]:
-    """Transcribe every file of `manifest` with each runtime; RTF and CER against its texts."""
+    """Transcribe every file of `manifest` with each runtime, one file at a time, in
+    alternating rounds; the real-time factor's median and spread, and CER against its texts.
+
+    Each runtime is loaded before the clock starts (an ONNX Runtime session optimises its
+    graph once, about a second), so the rounds time transcription alone."""
     from squeezer.data.dataset import cut_text
     from squeezer.data.manifests import load_cuts
     from squeezer.text import normalize_text
-    from squeezer.transcribe import transcribe_files
+    from squeezer.transcribe import transcribe
 
     cuts = list(load_cuts(manifest))
     paths = [Path(cut.recording.sources[0].source) for cut in cuts]
     references = [normalize_text(cut_text(cut)) for cut in cuts]
     audio_s = sum(cut.duration for cut in cuts)
+    onnx_fp32 = load_onnx_model(export_dir, threads=threads)
+    onnx_int8 = load_onnx_model(export_dir, int8=True, threads=threads)
+    sherpa = SherpaRecognizer(export_dir, threads)
     runners = {
-        "squeezer, PyTorch": lambda: [r.text for r in transcribe_files(model, paths)],
+        "squeezer, PyTorch": lambda: [r.text for r in transcribe(model, paths, batch_seconds=1e-9)],
         "squeezer, ONNX Runtime fp32": lambda: [
-            r.text for r in transcribe_files(load_onnx_model(export_dir, threads=threads), paths)
+            r.text for r in transcribe(onnx_fp32, paths, batch_seconds=1e-9)
         ],
         "squeezer, ONNX Runtime int8": lambda: [
-            r.text
-            for r in transcribe_files(load_onnx_model(export_dir, True, threads=threads), paths)
+            r.text for r in transcribe(onnx_int8, paths, batch_seconds=1e-9)
         ],
-        "sherpa-onnx fp32": lambda: sherpa_transcribe(export_dir, paths, threads),
+        "sherpa-onnx fp32": lambda: sherpa.transcribe(paths),
     }
-    rows, first = [], None
-    for label, run in runners.items():
-        start = time.perf_counter()
-        texts = [normalize_text(text) for text in run()]
-        elapsed = time.perf_counter() - start
-        first = first or texts
-        rates = error_rates(references, texts)
-        same = sum(a == b for a, b in zip(texts, first, strict=True))
-        rows.append(TranscriptionRow(name, label, elapsed / audio_s, rates.cer, rates.wer, same,
-                                     len(texts)))  # fmt: skip
+    texts: dict[str, list[str]] = {}
+    times: dict[str, list[float]] = {label: [] for label in runners}
+    for _ in range(rounds):
+        for label, run in runners.items():
+            start = time.perf_counter()
+            texts[label] = [normalize_text(text) for text in run()]
+            times[label].append(time.perf_counter() - start)
+    first = texts[next(iter(runners))]
+    rows = []
+    for label in runners:
+        rates = error_rates(references, texts[label])
+        same = sum(a == b for a, b in zip(texts[label], first, strict=True))
+        factors = [t / audio_s for t in times[label]]
+        median = statistics.median(factors)
+        rows.append(TranscriptionRow(name, label, median, min(factors), max(factors), rates.cer,
+                                     rates.wer, same, len(first)))  # fmt: skip
     return rows
 
 
@@ -187,13 +202,16 @@ def format_markdown(
         lines += [
             "",
             "End to end on the test split (load audio, features, network, greedy decoding), one "
-            "file at a time; CER and WER against the manifest's texts:",
+            f"file at a time, each runtime loaded beforehand; {rounds} alternating rounds, median "
+            "real-time factor and [min, max]; CER and WER against the manifest's texts:",
             "",
-            "| model | runtime | real-time factor | CER % | WER % | text = PyTorch's |",
-            "|---|---|---:|---:|---:|---:|",
+            "| model | runtime | real-time factor | [min, max] | CER % | WER % | "
+            "text = PyTorch's |",
+            "|---|---|---:|---:|---:|---:|---:|",
         ]
         lines += [
             f"| {row.model} | {row.runtime} | {row.real_time_factor:.4f} | "
+            f"[{row.low:.4f}, {row.high:.4f}] | "
             f"{100 * row.cer:.2f} | {100 * row.wer:.2f} | {row.identical} of {row.files} |"
             for row in transcription
         ]
