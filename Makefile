@@ -67,6 +67,10 @@ bench: venv
 	$(PY) -m squeezer bench-deploy squeezeformer-xs \
 		$$(test -f $(DEMO_MODEL)/config.yaml && test -f $(DEMO_TEST) && echo $(DEMO_MODEL)) \
 		--manifest $(DEMO_TEST) --rounds 5 --out docs/benchmarks.md
+	if test -f $(DEMO_MODEL)/config.yaml && test -f $(DEMO_TEST); then \
+		$(PY) -m squeezer bench-transcribe $(DEMO_MODEL) --manifest $(DEMO_TEST) --rounds 3 \
+			--out docs/benchmarks.md; \
+	else echo "bench-transcribe: no demo model ($(DEMO_MODEL)); run make demo first"; fi
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
