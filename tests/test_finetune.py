@@ -215,6 +215,24 @@ def test_frozen_encoder_is_bit_identical_then_trains_after_resume(subset, tmp_pa
     assert tuned.tokenizer.tokens() == trainer.tokenizer.tokens()
 
 
+def test_kept_norm_statistics_stay_while_the_weights_train(subset, tmp_path):
+    """finetune.norm_statistics: keep holds every BatchNorm's running statistics at the loaded
+    model's for the whole run (the default updates them, as training from scratch does)."""
+    config = finetune_config(subset, CHAR, steps=3, norm_statistics="keep")
+    trainer = Trainer(config, tmp_path / "run", resume=False)
+    start = {k: v.clone() for k, v in trainer.model.encoder.state_dict().items()}
+    statistics = [k for k in start if "running" in k]
+    assert statistics
+    trainer.fit()
+    after = trainer.model.encoder.state_dict()
+    assert all(torch.equal(after[k], start[k]) for k in statistics)
+    assert any(not torch.equal(after[k], start[k]) for k in start if k.endswith("weight"))
+    updated = Trainer(finetune_config(subset, CHAR, steps=3), tmp_path / "default", resume=False)
+    updated.fit()
+    assert any(not torch.equal(updated.model.encoder.state_dict()[k], start[k])
+               for k in statistics)  # fmt: skip
+
+
 def test_init_with_resume_continues_and_never_reapplies_the_init(subset, tmp_path, capsys):
     recipe, run = write_recipe(tmp_path / "r.yaml", subset, steps=2), tmp_path / "run"
     start = ["train", str(recipe), "--out", str(run), "--init", str(BPE)]

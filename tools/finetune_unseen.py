@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--peak-lr", type=float, default=3e-4)
     parser.add_argument("--freeze-steps", type=int, default=0)
+    parser.add_argument("--norm-statistics", choices=["update", "keep"], default="keep")
     parser.add_argument("--out", type=Path, default=Path("runs/ft-unseen"))
     args = parser.parse_args()
 
@@ -64,7 +65,7 @@ def main() -> None:
 
     recipe = {
         "finetune": {"vocabulary": "keep", "freeze": "encoder" if args.freeze_steps else "none",
-                     "freeze_steps": args.freeze_steps},
+                     "freeze_steps": args.freeze_steps, "norm_statistics": args.norm_statistics},
         "data": {"train": str(manifest.resolve()), "max_batch_seconds": 40, "num_workers": 1},
         "optim": {"peak_lr": args.peak_lr, "warmup_steps": max(args.steps // 10, 1),
                   "hold_steps": args.steps, "weight_decay": 1e-3},
@@ -82,7 +83,8 @@ def main() -> None:
 
     lines = [
         f"Fine-tuning `{args.model}` on {len(adapt)} utterances ({minutes_of_audio:.1f} min of "
-        f"audio) of {args.group}: {args.steps} steps, peak LR {args.peak_lr:g}, "
+        f"audio) of {args.group}: {args.steps} steps, peak LR {args.peak_lr:g}, BatchNorm "
+        f"statistics {args.norm_statistics}, "
         f"{minutes:.1f} min on this machine.",
         "",
         "| test set | utterances | CER before % | CER after % |",

@@ -254,6 +254,9 @@ class Freezer:
     def __init__(self, model: AsrModel, settings: FinetuneConfig) -> None:
         self.modules: list[nn.Module] = [getattr(model, n) for n in _FROZEN_PARTS[settings.freeze]]
         self.steps = settings.freeze_steps
+        self.norms = [module for module in model.modules()
+                      if isinstance(module, nn.modules.batchnorm._BatchNorm)
+                      and settings.norm_statistics == "keep"]  # fmt: skip
 
     def frozen(self, step: int) -> bool:
         """Whether the part is frozen for the optimiser step after `step` steps were taken."""
@@ -271,3 +274,5 @@ class Freezer:
             module.requires_grad_(not frozen)
             if frozen:
                 module.eval()
+        for norm in self.norms:  # finetune.norm_statistics: keep (the loaded model's, always)
+            norm.eval()
