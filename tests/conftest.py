@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -29,3 +31,20 @@ def small_rungs() -> list[tuple[str, EncoderConfig]]:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """The tiny synthetic corpus (espeak-ng), built once per test module that asks for it."""
+    from squeezer.data.corpus import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    synthesize_corpus(out, "tiny", seed=0)
+    return out
+
+
+def first_utterances(corpus: Path, count: int, path: Path) -> Path:
+    """A manifest at `path` of the corpus's first `count` training utterances."""
+    from squeezer.data.manifests import load_cuts, save_cuts
+
+    return save_cuts(load_cuts(corpus / "train.jsonl.gz").subset(first=count), path)

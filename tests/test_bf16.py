@@ -17,8 +17,7 @@ import torch
 
 from squeezer.checkpoint import latest_checkpoint, load_checkpoint
 from squeezer.config import EncoderConfig
-from squeezer.data.corpus import synthesize_corpus
-from squeezer.data.manifests import load_cuts, save_cuts
+from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import evaluate
 from squeezer.loading import load_model
 from squeezer.metrics_log import read_metrics
@@ -27,7 +26,7 @@ from squeezer.nn.batchnorm import MaskedBatchNorm
 from squeezer.nn.heads import masked_mean
 from squeezer.recipe import load_recipe
 from squeezer.train import train
-from tests.conftest import shrink
+from tests.conftest import first_utterances, shrink
 
 GPU_RECIPES = sorted((Path(__file__).parent.parent / "configs" / "demo").glob("gpu-*.yaml"))
 PRESETS = ["squeezeformer-xs", "conformer-s"]
@@ -95,12 +94,10 @@ def test_eval_inference_under_bf16_autocast(preset):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus")
-    synthesize_corpus(out, "tiny", seed=0)
-    subset = load_cuts(out / "train.jsonl.gz").subset(first=12)
-    save_cuts(subset, out / "train12.jsonl.gz")
-    return out
+def corpus(corpus) -> Path:
+    """The tiny corpus, with its first 12 training utterances as train12.jsonl.gz."""
+    first_utterances(corpus, 12, corpus / "train12.jsonl.gz")
+    return corpus
 
 
 def tiny_gpu_recipe(path: Path, corpus: Path, steps: int, precision: str = "bf16"):

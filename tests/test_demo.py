@@ -17,7 +17,6 @@ import yaml
 from squeezer import cli
 from squeezer import demo as demo_module
 from squeezer.cli import main
-from squeezer.data.corpus import synthesize_corpus
 from squeezer.data.manifests import load_cuts
 from squeezer.demo import DEMO_RECIPES, DemoSettings, ModelResult, _recipe, train_model, voice_group
 from squeezer.demo_report import comparison_table, group_table, verdict, write_report
@@ -133,13 +132,6 @@ def _tiny_recipe(source: Path, out: Path) -> Path:
     values["optim"].update(warmup_steps=1, hold_steps=1)
     values["run"].update(max_steps=4, max_minutes=None, checkpoint_every=2, average_last=2)
     out.write_text(yaml.safe_dump(values))
-    return out
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus")
-    synthesize_corpus(out, "tiny", seed=0)
     return out
 
 

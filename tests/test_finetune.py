@@ -20,7 +20,6 @@ from lhotse import CutSet
 from lhotse.utils import fastcopy
 
 from squeezer.cli import main
-from squeezer.data.corpus import synthesize_corpus
 from squeezer.data.dataset import AsrDataset
 from squeezer.data.manifests import load_cuts, save_cuts
 from squeezer.evaluate import evaluate
@@ -29,17 +28,15 @@ from squeezer.loading import load_model
 from squeezer.metrics_log import read_metrics
 from squeezer.model import AsrModel
 from squeezer.recipe import (
-    DataConfig,
     FinetuneConfig,
-    OptimConfig,
-    RunConfig,
-    TokenizerConfig,
     TrainConfig,
     load_recipe,
 )
 from squeezer.structured import to_mapping
 from squeezer.text import CharTokenizer, normalize_text
 from squeezer.train import Trainer
+from tests.conftest import first_utterances
+from tests.test_train import recipe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nemo"
 BPE, CHAR = FIXTURES / "squeezeformer_unet_bpe.nemo", FIXTURES / "squeezeformer_char.nemo"
@@ -49,17 +46,8 @@ TRAINABLE = ["squeezeformer_unet_bpe", "squeezeformer_char", "conformer_striding
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus")
-    synthesize_corpus(out, "tiny", seed=0)
-    return out
-
-
-@pytest.fixture(scope="module")
 def subset(corpus, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("subset") / "train8.jsonl.gz"
-    save_cuts(load_cuts(corpus / "train.jsonl.gz").subset(first=8), path)
-    return path
+    return first_utterances(corpus, 8, tmp_path_factory.mktemp("subset") / "train8.jsonl.gz")
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +62,16 @@ def unknown_text(subset, tmp_path_factory) -> Path:
 
 
 def finetune_config(train: Path, init: Path, steps: int, **finetune) -> TrainConfig:
-    """A fine-tuning recipe in Python: no model, encoder or features (the init model's)."""
-    return TrainConfig(
-        model=None,
-        features=None,
-        spec_augment=None,
-        tokenizer=TokenizerConfig(kind="char"),
-        data=DataConfig(train=str(train), max_batch_seconds=15, num_workers=0),
-        optim=OptimConfig(peak_lr=3e-3, warmup_steps=2, hold_steps=10_000, weight_decay=0.0),
-        run=RunConfig(epochs=10_000, max_steps=steps, log_every=1, checkpoint_every=100),
+    """A fine-tuning recipe in Python: test_train's, without model, encoder or features (the
+    init model's), in smaller batches and with a short warm-up."""
+    config = recipe(train, steps, checkpoint_every=100)
+    return replace(
+        config, encoder=None, features=None,
+        data=replace(config.data, max_batch_seconds=15),
+        optim=replace(config.optim, warmup_steps=2),
+        run=replace(config.run, epochs=10_000, log_every=1),
         finetune=FinetuneConfig(init=str(init), **finetune),
-    )
+    )  # fmt: skip
 
 
 def write_recipe(path: Path, train: Path, steps: int, **sections) -> Path:

@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from squeezer.config import EncoderConfig
-from squeezer.data.corpus import synthesize_corpus
-from squeezer.data.manifests import load_cuts, save_cuts
+from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import evaluate
 from squeezer.loading import load_model
 from squeezer.metrics_log import read_metrics
@@ -27,6 +26,7 @@ from squeezer.recipe import DataConfig, OptimConfig, RunConfig, TokenizerConfig,
 from squeezer.schedule import NoamHoldAnnealing
 from squeezer.structured import to_mapping
 from squeezer.train import train
+from tests.conftest import first_utterances
 
 TINY_ENCODER = EncoderConfig(
     d_model=64, num_layers=4, num_heads=4, conv_kernel_size=15, dropout=0.0,
@@ -35,18 +35,9 @@ TINY_ENCODER = EncoderConfig(
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus")
-    synthesize_corpus(out, "tiny", seed=0)
-    return out
-
-
-@pytest.fixture(scope="module")
 def subset(corpus, tmp_path_factory) -> Path:
     """Twelve training utterances: small enough to memorise in a CI-friendly time."""
-    path = tmp_path_factory.mktemp("subset") / "train12.jsonl.gz"
-    save_cuts(load_cuts(corpus / "train.jsonl.gz").subset(first=12), path)
-    return path
+    return first_utterances(corpus, 12, tmp_path_factory.mktemp("subset") / "train12.jsonl.gz")
 
 
 def recipe(train_manifest: Path, steps: int, **run) -> TrainConfig:
