@@ -208,11 +208,13 @@ def _transcribe_group(
 def _batches(files: list[_Loaded], max_samples: int) -> Iterator[list[_Loaded]]:
     """Consecutive files (sorted by length) up to `max_samples` of audio each; at least one."""
     batch: list[_Loaded] = []
+    samples = 0
     for item in files:
-        if batch and sum(f.waveform.numel() for f in batch) + item.waveform.numel() > max_samples:
+        if batch and samples + item.waveform.numel() > max_samples:
             yield batch
-            batch = []
+            batch, samples = [], 0
         batch.append(item)
+        samples += item.waveform.numel()
     if batch:
         yield batch
 
