@@ -57,12 +57,7 @@ def _bench(args: argparse.Namespace) -> int:
         include_peer=not args.no_peer,
         rounds=args.rounds,
     )
-    command = _command_line("bench")
-    report = format_markdown(rows, command=command)
-    print(report)
-    if args.out:
-        write_report_section(args.out, "encoder-throughput", report)
-        log.info("wrote the encoder-throughput section of %s", args.out)
+    _publish(format_markdown(rows, command=_command_line("bench")), args.out, "encoder-throughput")
     return 0
 
 
@@ -74,8 +69,8 @@ def _bench_deploy(args: argparse.Namespace) -> int:
     for name in args.models:
         model, export_dir, scratch = bench_deploy.prepare(name, args.threads)
         with scratch:
-            path = Path(name)  # a run's model/ folder is named by its run
-            label = (path.parent if path.name == "model" else path).name if path.exists() else name
+            path = Path(name)
+            label = _run_label(path) if path.exists() else name
             throughput += bench_deploy.network_throughput(
                 label, model, export_dir, args.rounds, args.threads
             )
@@ -86,10 +81,7 @@ def _bench_deploy(args: argparse.Namespace) -> int:
     report = bench_deploy.format_markdown(
         throughput, transcription, _command_line("bench-deploy"), args.rounds, args.threads
     )
-    print(report)
-    if args.out:
-        write_report_section(args.out, "deployment", report)
-        log.info("wrote the deployment section of %s", args.out)
+    _publish(report, args.out, "deployment")
     return 0
 
 
@@ -108,15 +100,25 @@ def _bench_transcribe(args: argparse.Namespace) -> int:
     if args.manifest:
         paths = collect_audio([args.manifest])
         factors = bench_transcribe.throughput(model, paths, args.rounds, args.batch_seconds)
-    path = Path(args.model)
-    name = (path.parent if path.name == "model" else path).name
     report = bench_transcribe.format_markdown(
-        name, errors, factors, _command_line("bench-transcribe"), args.rounds, args.threads
-    )
-    print(report)
-    if args.out:
-        write_report_section(args.out, "transcription", report)
+        _run_label(Path(args.model)), errors, factors, _command_line("bench-transcribe"),
+        args.rounds, args.threads,
+    )  # fmt: skip
+    _publish(report, args.out, "transcription")
     return 0
+
+
+def _run_label(path: Path) -> str:
+    """A model's name in a report: a run's model/ folder is named by its run."""
+    return (path.parent if path.name == "model" else path).name
+
+
+def _publish(report: str, out: Path | None, section: str) -> None:
+    """Print a benchmark report, and write it as `section` of `out` when given."""
+    print(report)
+    if out:
+        write_report_section(out, section, report)
+        log.info("wrote the %s section of %s", section, out)
 
 
 def write_report_section(path: Path, name: str, text: str) -> None:
