@@ -8,6 +8,7 @@ from squeezer.checkpoint import (
     checkpoint_paths,
     latest_checkpoint,
     load_checkpoint,
+    newest_readable_checkpoint,
     save_checkpoint,
 )
 
@@ -60,3 +61,64 @@ def test_average_of_model_states():
     assert int(averaged["n"]) == 9
     with pytest.raises(ValueError, match="different parameter names"):
         average_model_states([{"a": torch.zeros(1)}, {"b": torch.zeros(1)}])
+
+
+def _state(step: int) -> dict:
+    """A training checkpoint's shape: the keys --resume needs, small tensors."""
+    return {"model": {"w": torch.full((3,), float(step))}, "optimizer": {}, "scheduler": {},
+            "train_state": {"step": step}}  # fmt: skip
+
+
+def _corrupt(path, kind: str) -> None:
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "random":
+        path.write_bytes(torch.randint(0, 256, (len(data),), dtype=torch.uint8).numpy().tobytes())
+    elif kind == "foreign":  # a readable torch file that is no training checkpoint
+        torch.save({"weights": torch.zeros(2)}, path)
+    else:
+        raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "random", "foreign"])
+def test_resume_skips_a_corrupt_newest_checkpoint_with_a_warning(tmp_path, caplog, kind):
+    for step in (5, 10, 15):
+        save_checkpoint(_state(step), tmp_path, step, 3)
+    _corrupt(tmp_path / "checkpoint-000000015.pt", kind)
+    path, state = newest_readable_checkpoint(tmp_path)
+    assert path.name == "checkpoint-000000010.pt" and state["train_state"]["step"] == 10
+    assert "checkpoint-000000015.pt" in caplog.text and "skipping" in caplog.text
+
+
+def test_resume_with_no_readable_checkpoint_is_a_one_line_error(tmp_path):
+    assert newest_readable_checkpoint(tmp_path) is None  # nothing yet: the run starts
+    for step, kind in ((5, "empty"), (10, "truncated")):
+        save_checkpoint(_state(step), tmp_path, step, 3)
+        _corrupt(tmp_path / f"checkpoint-{step:09d}.pt", kind)
+    with pytest.raises(ValueError, match="none of its 2 checkpoints is readable") as error:
+        newest_readable_checkpoint(tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_full_disk_while_checkpointing_is_a_one_line_error(tmp_path, monkeypatch):
+    """ENOSPC mid-write: the error names the checkpoint, the earlier ones stay readable, and
+    no temporary file is left behind."""
+    import errno
+
+    save_checkpoint(_state(5), tmp_path, 5, 3)
+    real_save = torch.save
+
+    def full_disk(state, path):
+        real_save(state, path)  # a partial file exists when the disk fills up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RuntimeError, match=r"checkpoint-000000010\.pt: cannot write") as error:
+        save_checkpoint(_state(10), tmp_path, 10, 3)
+    assert "No space left on device" in str(error.value) and "\n" not in str(error.value)
+    assert [p.name for p in checkpoint_paths(tmp_path)] == ["checkpoint-000000005.pt"]
+    assert load_checkpoint(tmp_path / "checkpoint-000000005.pt")["train_state"]["step"] == 5
+    assert list(tmp_path.iterdir()) == [tmp_path / "checkpoint-000000005.pt"]

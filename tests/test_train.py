@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from squeezer.checkpoint import load_checkpoint
+from squeezer.cli import main
 from squeezer.config import EncoderConfig
 from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import evaluate
@@ -127,6 +129,29 @@ def test_sigkill_mid_run_then_resume_continues_step_and_lr(subset, tmp_path):
     for record in records:  # steps logged before and after the kill follow one schedule
         assert record["lr"] == pytest.approx(3e-3 * schedule.factor(record["step"]))
     assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_resume_falls_back_past_a_truncated_checkpoint(subset, tmp_path, capsys):
+    """A full disk or a crash left the newest checkpoint truncated: --resume names it, resumes
+    from the one before and trains to the end; with none readable it stops in one line."""
+    path = write_recipe(recipe(subset, steps=6, checkpoint_every=3), tmp_path / "r.yaml")
+    run_dir = tmp_path / "run"
+    assert main(["train", str(path), "--out", str(run_dir), "--set", "run.max_steps=6"]) == 0
+    newest = run_dir / "checkpoints" / "checkpoint-000000006.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    capsys.readouterr()
+    argv = ["train", str(path), "--out", str(run_dir), "--resume", "--set", "run.max_steps=8"]
+    assert main(argv) == 0
+    logged = [r["step"] for r in read_metrics(run_dir) if "loss" in r]
+    assert logged == [1, 5, 5]  # log_every=5: step 5 ran again, from the step-3 checkpoint
+    assert load_checkpoint(newest)["train_state"]["step"] == 6  # written whole this time
+    for checkpoint in (run_dir / "checkpoints").glob("checkpoint-*.pt"):
+        checkpoint.write_bytes(b"")
+    capsys.readouterr()
+    assert main([*argv[:-1], "run.max_steps=9"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("squeezer train: error:")
+    assert "none of its 3 checkpoints is readable" in error  # one line: the last of stderr
 
 
 def test_two_gloo_processes_stay_in_sync(subset, tmp_path):

@@ -8,6 +8,7 @@ its `finetune` settings, so --resume rebuilds the same model), readable with
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -17,14 +18,18 @@ from typing import Any
 import torch
 
 __all__ = [
+    "REQUIRED_KEYS",
     "average_model_states",
     "checkpoint_paths",
     "latest_checkpoint",
     "load_checkpoint",
+    "newest_readable_checkpoint",
     "save_checkpoint",
 ]
 
 _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "train_state")
+log = logging.getLogger("squeezer.checkpoint")
 
 
 def checkpoint_paths(directory: str | Path) -> list[Path]:
@@ -55,10 +60,18 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"checkpoint-{step:09d}.pt"
     temporary = directory / f".{path.name}.tmp"
-    torch.save(state, temporary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        torch.save(state, temporary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # a full disk surfaces as either
+        temporary.unlink(missing_ok=True)
+        reason = os.strerror(error.errno) if getattr(error, "errno", None) else str(error)
+        raise RuntimeError(
+            f"{path}: cannot write the checkpoint ({reason.splitlines()[0]}); the earlier "
+            "checkpoints are intact"
+        ) from None
     for old in checkpoint_paths(directory)[:-keep_last]:
         old.unlink(missing_ok=True)
     return path
@@ -67,12 +80,40 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint without unpickling code; a clear error names a broken file."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path}: an empty file, not a checkpoint")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such checkpoint") from None
     except Exception as error:  # truncated zip, wrong format, disallowed globals...
         raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+
+
+def newest_readable_checkpoint(
+    directory: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in `directory` that reads back whole, and its state; None if there
+    are none at all. A truncated, empty or foreign newer file is skipped with a warning naming
+    it; if no file is readable, a one-line error (never a silent fresh start)."""
+    paths = checkpoint_paths(directory)
+    if not paths:
+        return None
+    for path in reversed(paths):
+        try:
+            state = load_checkpoint(path, map_location)
+            missing = [
+                key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state
+            ]
+            if missing:
+                raise ValueError(f"{path}: not a squeezer training checkpoint (no {missing[0]!r})")
+            return path, state
+        except ValueError as error:
+            log.warning("skipping %s; resuming from an earlier checkpoint", error)
+    raise ValueError(
+        f"{directory}: none of its {len(paths)} checkpoints is readable (see the warnings); "
+        "move them away to start the run over"
+    )
 
 
 def average_model_states(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

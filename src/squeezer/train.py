@@ -28,8 +28,8 @@ from tqdm import tqdm
 from squeezer.checkpoint import (
     average_model_states,
     checkpoint_paths,
-    latest_checkpoint,
     load_checkpoint,
+    newest_readable_checkpoint,
     save_checkpoint,
 )
 from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, make_dataloader
@@ -296,11 +296,11 @@ class Trainer:
         return max(self.config.run.keep_last, self.config.run.average_last)
 
     def _latest_checkpoint(self) -> Checkpoint | None:
-        path = latest_checkpoint(self.out_dir / "checkpoints")
-        if path is None:
+        found = newest_readable_checkpoint(self.out_dir / "checkpoints", self.dist.device)
+        if found is None:
             log.info("no checkpoint in %s: starting the run", self.out_dir)
             return None
-        return Checkpoint(path, load_checkpoint(path, map_location=self.dist.device))
+        return Checkpoint(*found)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         path, state = checkpoint.path, checkpoint.state
