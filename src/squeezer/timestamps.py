@@ -18,7 +18,7 @@ import torch
 from squeezer.nn.heads import BLANK
 from squeezer.text import Tokenizer
 
-__all__ = ["Timing", "format_srt", "format_vtt", "subtitle_cues", "token_timings", "word_timings"]
+__all__ = ["Timing", "ctc_timings", "format_srt", "format_vtt", "subtitle_cues", "word_timings"]
 
 WORD_START = "\u2581"  # sentencepiece's word-start mark
 
@@ -66,10 +66,23 @@ def _token_runs(log_probs: torch.Tensor) -> list[_Run]:
     return runs
 
 
-def token_timings(
+def ctc_timings(
+    log_probs: torch.Tensor, tokenizer: Tokenizer, frame_seconds: float
+) -> tuple[list[Timing], list[Timing]]:
+    """log_probs (T, V + 1) of one utterance -> its decoded words and tokens with their times,
+    from one pass over the greedy path."""
+    runs = _token_runs(log_probs)
+    return _words(runs, tokenizer, frame_seconds), _tokens(runs, tokenizer, frame_seconds)
+
+
+def word_timings(
     log_probs: torch.Tensor, tokenizer: Tokenizer, frame_seconds: float
 ) -> list[Timing]:
-    """log_probs (T, V + 1) of one utterance -> each decoded token with its time."""
+    """log_probs (T, V + 1) of one utterance -> each decoded word with its time."""
+    return _words(_token_runs(log_probs), tokenizer, frame_seconds)
+
+
+def _tokens(runs: list[_Run], tokenizer: Tokenizer, frame_seconds: float) -> list[Timing]:
     pieces = tokenizer.tokens()
     return [
         Timing(
@@ -78,22 +91,17 @@ def token_timings(
             (run.last + 1) * frame_seconds,
             run.confidence,
         )
-        for run in _token_runs(log_probs)
+        for run in runs
     ]
 
 
-def word_timings(
-    log_probs: torch.Tensor, tokenizer: Tokenizer, frame_seconds: float
-) -> list[Timing]:
-    """log_probs (T, V + 1) of one utterance -> each decoded word with its time.
-
-    Words split at space tokens (character vocabularies) and before word-start pieces
-    (sentencepiece's "\u2581"); each word's text is the tokenizer's decoding of its tokens.
-    """
+def _words(runs: list[_Run], tokenizer: Tokenizer, frame_seconds: float) -> list[Timing]:
+    """Words split at space tokens (character vocabularies) and before word-start pieces
+    (sentencepiece's "\u2581"); each word's text is the tokenizer's decoding of its tokens."""
     pieces = tokenizer.tokens()
     words: list[list[_Run]] = []
     current: list[_Run] = []
-    for run in _token_runs(log_probs):
+    for run in runs:
         piece = pieces[run.token - 1]
         if piece.strip() in ("", WORD_START) or (piece.startswith(WORD_START) and current):
             if current:

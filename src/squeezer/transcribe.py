@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from squeezer.audio import SAMPLE_RATE, AudioError, load_audio
 from squeezer.decoding import greedy_decode
-from squeezer.timestamps import Timing, snap_to_speech, speech_segments, token_timings, word_timings
+from squeezer.timestamps import Timing, ctc_timings, snap_to_speech, speech_segments
 
 if TYPE_CHECKING:
     from squeezer.model import AsrModel
@@ -240,9 +240,8 @@ def _result(
     words, tokens = [], []
     if timestamps:
         log_probs = log_probs.cpu()
-        words = word_timings(log_probs, model.tokenizer, frame_seconds)
+        words, tokens = ctc_timings(log_probs, model.tokenizer, frame_seconds)
         words = snap_to_speech(words, speech_segments(item.waveform, SAMPLE_RATE))
-        tokens = token_timings(log_probs, model.tokenizer, frame_seconds)
     seconds += item.seconds + time.perf_counter() - start
     audio_seconds = item.waveform.numel() / SAMPLE_RATE
     return Transcription(item.path, text, audio_seconds, seconds, words, tokens)
