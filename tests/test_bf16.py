@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from squeezer.checkpoint import latest_checkpoint, load_checkpoint
 from squeezer.config import EncoderConfig
 from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import evaluate
 from squeezer.loading import load_model
-from squeezer.metrics_log import read_metrics
 from squeezer.model import AsrModel
 from squeezer.nn.batchnorm import MaskedBatchNorm
 from squeezer.nn.heads import masked_mean
-from squeezer.recipe import load_recipe
-from squeezer.train import train
+from squeezer.training import train
+from squeezer.training.checkpoints import latest_checkpoint, load_checkpoint
+from squeezer.training.metrics import read_metrics
+from squeezer.training.recipe import load_recipe
 from tests.conftest import first_utterances, shrink
 
 GPU_RECIPES = sorted((Path(__file__).parent.parent / "configs" / "demo").glob("gpu-*.yaml"))

@@ -21,7 +21,7 @@ from squeezer.data.manifests import load_cuts
 from squeezer.demo import DEMO_RECIPES, DemoSettings, ModelResult, _recipe, train_model, voice_group
 from squeezer.demo_report import comparison_table, group_table, verdict, write_report
 from squeezer.plots import plot_runs
-from squeezer.recipe import load_recipe
+from squeezer.training.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

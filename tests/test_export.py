@@ -161,8 +161,8 @@ def trained(tmp_path_factory) -> tuple[AsrModel, Path, Path, Path, list[Path]]:
     features: the model, its directory, its export, the manifest and audio of those utterances."""
     from squeezer.data.corpus import synthesize_corpus
     from squeezer.data.manifests import load_cuts, save_cuts
-    from squeezer.train import train
-    from tests.test_train import recipe
+    from squeezer.training import train
+    from tests.training.test_loop import recipe
 
     corpus = tmp_path_factory.mktemp("corpus")
     synthesize_corpus(corpus, "tiny", seed=0)

@@ -35,8 +35,8 @@ FRAME_S = 0.04  # one encoder frame: 4 feature frames of 10 ms
 @pytest.fixture(scope="module")
 def overfitted(tmp_path_factory):
     """A tiny model trained until it knows the 16 joined utterances, and those utterances."""
-    from squeezer.train import train
-    from tests.test_train import recipe
+    from squeezer.training import train
+    from tests.training.test_loop import recipe
 
     directory = tmp_path_factory.mktemp("joined")
     spoken = joined_words(directory)

@@ -22,8 +22,8 @@ from squeezer.data.manifests import save_cuts
 from squeezer.demo import _test_groups
 from squeezer.evaluate import evaluate
 from squeezer.loading import load_model
-from squeezer.recipe import load_recipe
-from squeezer.train import train
+from squeezer.training import train
+from squeezer.training.recipe import load_recipe
 
 
 def _half(text: str) -> bool:

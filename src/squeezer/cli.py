@@ -173,8 +173,8 @@ def _corpus(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Train a CTC model from a recipe, from scratch or fine-tuning a model (--init)."""
-    from squeezer.recipe import load_recipe
-    from squeezer.train import train
+    from squeezer.training import train
+    from squeezer.training.recipe import load_recipe
 
     config = load_recipe(args.recipe, args.set, init=args.init)
     model_dir = train(config, args.out, resume=args.resume)

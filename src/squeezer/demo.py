@@ -32,13 +32,13 @@ from squeezer.data.corpus import synthesize_corpus
 from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import Evaluation, evaluate, write_evaluation
 from squeezer.loading import load_model
-from squeezer.metrics_log import read_metrics
 from squeezer.model import AsrModel
 from squeezer.nn.encoder import SequenceEncoder
-from squeezer.recipe import TrainConfig, load_recipe
 from squeezer.scoring import error_rates
 from squeezer.structured import to_mapping
-from squeezer.train import train
+from squeezer.training import train
+from squeezer.training.metrics import read_metrics
+from squeezer.training.recipe import TrainConfig, load_recipe
 from squeezer.transcribe import transcribe
 
 __all__ = ["DEMO_RECIPES", "DemoSettings", "ModelResult", "run_demo", "voice_group"]

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless: no display on training machines or CI
 
 import matplotlib.pyplot as plt
 
-from squeezer.metrics_log import read_metrics
+from squeezer.training.metrics import read_metrics
 
 __all__ = ["plot_runs"]
 

@@ -3,11 +3,12 @@
     squeezer train RECIPE.yaml --out RUN --init stt_en_squeezeformer_ctc_xsmall_ls.nemo
 
 NeMo users do this with `init_from_nemo_model` (the weights), `change_vocabulary` (a new
-tokenizer and CTC head) and `freeze()` (the encoder, for a while); here the recipe's `finetune:`
-section (`squeezer.recipe.FinetuneConfig`) says all three. This module decides where a run's
-model comes from: the init model when the run starts (`start_from_init`), the run's own
-checkpoint on --resume (`resumed_config`, `model_from_settings`); `Freezer` holds part of it
-still. The training loop (`squeezer.train`) calls these; it never reads `.nemo` files itself.
+tokenizer and CTC head) and `freeze()` (the encoder, for a while); here the recipe's
+`finetune:` section (`squeezer.training.recipe.FinetuneConfig`) says all three. This module
+decides where a run's model comes from: the init model when the run starts (`start_from_init`),
+the run's own checkpoint on --resume (`resumed_config`, `model_from_settings`); `Freezer` holds
+part of it still. The training loop (`squeezer.training.loop`) calls these; it never reads
+`.nemo` files itself.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from torch import nn
 
 from squeezer.config import EncoderConfig
 from squeezer.data.dataset import cut_text
-from squeezer.distributed import barrier
 from squeezer.features import FeatureConfig
 from squeezer.loading import load_model
 from squeezer.model import AsrModel
-from squeezer.recipe import FinetuneConfig, TrainConfig
 from squeezer.structured import from_mapping
 from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
+from squeezer.training.distributed import barrier
+from squeezer.training.recipe import FinetuneConfig, TrainConfig
 
 __all__ = [
     "Freezer",
@@ -46,7 +47,7 @@ __all__ = [
     "with_architecture",
 ]
 
-log = logging.getLogger("squeezer.finetune")
+log = logging.getLogger("squeezer.training.finetune")
 
 # The modules each `finetune.freeze` value holds still (AsrModel attribute names).
 _FROZEN_PARTS: dict[str, tuple[str, ...]] = {"none": (), "encoder": ("encoder",)}

@@ -17,17 +17,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from squeezer.checkpoint import load_checkpoint
 from squeezer.cli import main
 from squeezer.config import EncoderConfig
 from squeezer.data.manifests import load_cuts
 from squeezer.evaluate import evaluate
 from squeezer.loading import load_model
-from squeezer.metrics_log import read_metrics
-from squeezer.recipe import DataConfig, OptimConfig, RunConfig, TokenizerConfig, TrainConfig
-from squeezer.schedule import NoamHoldAnnealing
 from squeezer.structured import to_mapping
-from squeezer.train import train
+from squeezer.training import train
+from squeezer.training.checkpoints import load_checkpoint
+from squeezer.training.metrics import read_metrics
+from squeezer.training.recipe import (
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from squeezer.training.schedule import NoamHoldAnnealing
 from tests.conftest import first_utterances
 
 TINY_ENCODER = EncoderConfig(

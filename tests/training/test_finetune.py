@@ -25,20 +25,20 @@ from squeezer.data.manifests import load_cuts, save_cuts
 from squeezer.evaluate import evaluate
 from squeezer.features import LogMelFrontend
 from squeezer.loading import load_model
-from squeezer.metrics_log import read_metrics
 from squeezer.model import AsrModel
-from squeezer.recipe import (
+from squeezer.structured import to_mapping
+from squeezer.text import CharTokenizer, normalize_text
+from squeezer.training import Trainer
+from squeezer.training.metrics import read_metrics
+from squeezer.training.recipe import (
     FinetuneConfig,
     TrainConfig,
     load_recipe,
 )
-from squeezer.structured import to_mapping
-from squeezer.text import CharTokenizer, normalize_text
-from squeezer.train import Trainer
 from tests.conftest import first_utterances
-from tests.test_train import recipe
+from tests.training.test_loop import recipe
 
-FIXTURES = Path(__file__).parent / "fixtures" / "nemo"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "nemo"
 BPE, CHAR = FIXTURES / "squeezeformer_unet_bpe.nemo", FIXTURES / "squeezeformer_char.nemo"
 # FastConformer's 8x subsampling leaves too few frames for its tiny BPE vocabulary on this
 # corpus: a test below checks that it says so.

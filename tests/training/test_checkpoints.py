@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from squeezer.checkpoint import (
+from squeezer.training.checkpoints import (
     average_model_states,
     checkpoint_paths,
     latest_checkpoint,

@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from squeezer.recipe import OptimConfig
-from squeezer.schedule import (
+from squeezer.training.recipe import OptimConfig
+from squeezer.training.schedule import (
     CosineHoldAnnealing,
     NoamHoldAnnealing,
     build_schedule,

@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 if TYPE_CHECKING:
-    from squeezer.recipe import OptimConfig
+    from squeezer.training.recipe import OptimConfig
 
 __all__ = ["CosineHoldAnnealing", "NoamHoldAnnealing", "build_schedule", "noam_hold_annealing_lr"]
 

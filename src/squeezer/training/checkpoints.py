@@ -29,7 +29,7 @@ __all__ = [
 
 _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "train_state")
-log = logging.getLogger("squeezer.checkpoint")
+log = logging.getLogger("squeezer.training.checkpoints")
 
 
 def checkpoint_paths(directory: str | Path) -> list[Path]:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from squeezer.recipe import load_recipe
+from squeezer.training.recipe import load_recipe
 
-RECIPES = sorted((Path(__file__).parents[1] / "configs" / "recipes").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).parents[2] / "configs" / "recipes").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])

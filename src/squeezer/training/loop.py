@@ -7,7 +7,8 @@ Layout of the run directory: `config.yaml` (the resolved recipe; a fine-tuning r
 its init and the init model's encoder and features), `tokenizer/`,
 `checkpoints/checkpoint-<step>.pt` (each also records the model's settings and the fine-tuning
 settings, so --resume rebuilds the same model), `metrics.jsonl`, and at the end `model/` (a
-model directory: averaged or EMA weights, config and tokenizer). Fine-tuning: `squeezer.finetune`.
+model directory: averaged or EMA weights, config and tokenizer). Fine-tuning:
+`squeezer.training.finetune`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,27 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from squeezer.checkpoint import (
+from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, make_dataloader
+from squeezer.data.manifests import load_cuts
+from squeezer.features import LogMelFrontend, SpecAugment
+from squeezer.model import AsrModel, model_settings, save_model
+from squeezer.structured import to_mapping
+from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
+from squeezer.training.checkpoints import (
     average_model_states,
     checkpoint_paths,
     load_checkpoint,
     newest_readable_checkpoint,
     save_checkpoint,
 )
-from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, make_dataloader
-from squeezer.data.manifests import load_cuts
-from squeezer.distributed import Distributed, all_agree, barrier, init_distributed, seed_everything
-from squeezer.features import LogMelFrontend, SpecAugment
-from squeezer.finetune import (
+from squeezer.training.distributed import (
+    Distributed,
+    all_agree,
+    barrier,
+    init_distributed,
+    seed_everything,
+)
+from squeezer.training.finetune import (
     Freezer,
     check_agreement,
     check_no_finetuning,
@@ -46,16 +56,13 @@ from squeezer.finetune import (
     start_from_init,
     with_architecture,
 )
-from squeezer.metrics_log import MetricsLog
-from squeezer.model import AsrModel, model_settings, save_model
-from squeezer.recipe import TrainConfig
-from squeezer.schedule import build_schedule
-from squeezer.structured import to_mapping
-from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
+from squeezer.training.metrics import MetricsLog
+from squeezer.training.recipe import TrainConfig
+from squeezer.training.schedule import build_schedule
 
 __all__ = ["TrainState", "train"]
 
-log = logging.getLogger("squeezer.train")
+log = logging.getLogger("squeezer.training")
 
 
 @dataclass
@@ -500,6 +507,6 @@ def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Pat
     """Run a recipe into `out_dir`; with `resume`, continue from its latest checkpoint.
 
     With `config.finetune.init` set (`squeezer train --init`), a run that starts (no checkpoint
-    to resume) starts from that model: see `squeezer.recipe.FinetuneConfig`.
+    to resume) starts from that model: see `squeezer.training.recipe.FinetuneConfig`.
     """
     return Trainer(config, Path(out_dir), resume).fit()
