@@ -174,11 +174,22 @@ def _corpus(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     """Train a CTC model from a recipe, from scratch or fine-tuning a model (--init)."""
     from squeezer.training import train
+    from squeezer.training.preemption import Preempted
     from squeezer.training.recipe import load_recipe
 
     config = load_recipe(args.recipe, args.set, init=args.init)
-    model_dir = train(config, args.out, resume=args.resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line, not one per process
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, say things once
+    try:
+        model_dir = train(config, args.out, resume=args.resume)
+    except Preempted as stop:
+        if main_rank:
+            again = ["squeezer", "train", str(args.recipe), "--out", str(args.out), "--resume"]
+            again += [item for override in args.set for item in ("--set", override)]
+            print(f"squeezer train: {stop.signal_name}: stopped at step {stop.step} after "
+                  f"writing {stop.checkpoint}; resume with: {shlex.join(again)}",
+                  file=sys.stderr)  # fmt: skip
+        return 0
+    if main_rank:
         print(model_dir)
     return 0
 

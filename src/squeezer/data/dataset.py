@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import signal
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -31,11 +32,13 @@ __all__ = [
     "AsrBatch",
     "AsrDataset",
     "FilterReport",
+    "SeededSampler",
     "ctc_frames_needed",
     "cut_text",
     "filter_cuts",
     "load_cut_audio",
     "make_dataloader",
+    "skip_reason",
     "speed_perturb",
 ]
 
@@ -135,9 +138,35 @@ def load_cut_audio(cut: Cut, max_seconds: float | None = None) -> np.ndarray:
     return segment
 
 
+# What a loader says about a cut it could not read: `AudioError.reason` starts with one of these.
+_SKIP_REASONS = (
+    ("no such file", "missing file"),
+    ("not a regular file", "missing file"),
+    ("truncated", "truncated audio"),
+    ("contains no audio samples", "empty audio"),
+    ("contains NaN", "non-finite samples"),
+    ("no samples in", "empty audio"),
+)
+
+
+def skip_reason(error: AudioError) -> str:
+    """The category a skipped cut is counted under (metrics, summaries): a few fixed words."""
+    for prefix, category in _SKIP_REASONS:
+        if error.reason.startswith(prefix):
+            return category
+    if "longer than" in error.reason:
+        return "too long"
+    return "unreadable audio"
+
+
 @dataclass
 class AsrBatch:
-    """features (B, T, F), feature_lengths (B,), targets (B, S) zero-padded, target_lengths."""
+    """features (B, T, F), feature_lengths (B,), targets (B, S) zero-padded, target_lengths.
+
+    `skipped`: the cuts of the sampled batch that could not be read, as (cut id, path, reason
+    category, message), so the training loop and `evaluate` can count and report them (a
+    DataLoader worker's log lines would reach nobody's summary).
+    """
 
     features: torch.Tensor
     feature_lengths: torch.Tensor
@@ -145,6 +174,7 @@ class AsrBatch:
     target_lengths: torch.Tensor
     texts: list[str]
     ids: list[str]
+    skipped: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -157,6 +187,7 @@ class AsrBatch:
             self.target_lengths.to(device, non_blocking=True),
             self.texts,
             self.ids,
+            self.skipped,
         )
 
 
@@ -184,10 +215,12 @@ def pad_sequences(sequences: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torc
 class AsrDataset(Dataset):
     """Lhotse-style map dataset: a CutSet (one sampled batch) -> `AsrBatch`.
 
-    A cut whose audio fails to load is left out of its batch with a warning naming the file,
-    so one bad file never stops training; a batch may therefore come back empty (len 0).
-    With `encode=None` (evaluation) the targets are empty and only the texts are kept.
-    `speed_factors` (training only): each cut is played at one of them, drawn uniformly.
+    A cut whose audio fails to load is left out of its batch and listed in `batch.skipped`
+    with the reason, so one bad file never stops training; a batch may therefore come back
+    empty (len 0). With `encode=None` (evaluation) the targets are empty and only the texts
+    are kept. `speed_factors` (training only): each cut is played at one of them, drawn
+    uniformly from a generator seeded by the batch's seed (see `SeededSampler`), so a
+    resumed run draws what the uninterrupted run drew, whichever worker reads the batch.
     """
 
     def __init__(
@@ -204,17 +237,20 @@ class AsrDataset(Dataset):
         self.max_seconds = max_seconds
         self.speed_factors = tuple(speed_factors)
 
-    def __getitem__(self, cuts: CutSet) -> AsrBatch:
-        waveforms, targets, texts, ids = [], [], [], []
+    def __getitem__(self, item: CutSet | tuple[CutSet, tuple[int, ...]]) -> AsrBatch:
+        """One batch from a CutSet, or from (CutSet, seed) as `SeededSampler` yields them."""
+        cuts, seed = item if isinstance(item, tuple) else (item, None)
+        generator = np.random.default_rng(seed)  # seed None: fresh entropy (evaluation)
+        waveforms, targets, texts, ids, skipped = [], [], [], [], []
         for cut in cuts:
             try:
                 waveform = load_cut_audio(cut, self.max_seconds)
             except AudioError as error:
                 log.warning("skipping %s: %s", cut.id, error)
+                skipped.append((cut.id, error.path, skip_reason(error), error.reason))
                 continue
             if self.speed_factors:
-                # torch's RNG: DataLoader seeds it per worker from the run's seed.
-                pick = int(torch.randint(len(self.speed_factors), ()))
+                pick = int(generator.integers(len(self.speed_factors)))
                 waveform = speed_perturb(waveform, self.speed_factors[pick])
             text = cut_text(cut)
             waveforms.append(torch.from_numpy(waveform))
@@ -226,12 +262,49 @@ class AsrDataset(Dataset):
         if not ids:
             empty = torch.zeros(0, dtype=torch.int64)
             features = torch.zeros(0, 0, self.frontend.config.n_mels)
-            return AsrBatch(features, empty, torch.zeros(0, 0, dtype=torch.int64), empty, [], [])
+            no_targets = torch.zeros(0, 0, dtype=torch.int64)
+            return AsrBatch(features, empty, no_targets, empty, [], [], skipped)
         audio, audio_lengths = pad_sequences(waveforms)
         with torch.no_grad():
             features, feature_lengths = self.frontend(audio, audio_lengths)
         padded_targets, target_lengths = pad_sequences(targets)
-        return AsrBatch(features, feature_lengths, padded_targets, target_lengths, texts, ids)
+        return AsrBatch(
+            features, feature_lengths, padded_targets, target_lengths, texts, ids, skipped
+        )
+
+
+class SeededSampler:
+    """A Lhotse sampler whose batches come with a seed: (CutSet, (seed, rank, epoch, index)).
+
+    The random draws made while reading a batch (speed perturbation, in a DataLoader worker)
+    then depend on where the batch is in the run and on nothing else: not on which worker reads
+    it, how many batches that worker read before, or whether the run was resumed in between.
+    `skip(n)` moves to the n-th batch of the current epoch without reading any audio.
+    """
+
+    def __init__(self, sampler: DynamicBucketingSampler | SimpleCutSampler, seed: int) -> None:
+        self.sampler = sampler
+        self.seed = seed
+        self.epoch = 0
+        self.start = 0  # the index of the next batch in this epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.epoch, self.start = epoch, 0
+
+    def skip(self, batches: int) -> None:
+        """Advance past the epoch's first `batches` batches (cut lists only, no audio)."""
+        iterator = iter(self.sampler)
+        for _ in range(batches):
+            next(iterator, None)
+        # Lhotse's samplers restore from their own state dict: the next iteration continues.
+        self.sampler.load_state_dict(self.sampler.state_dict())
+        self.start = batches
+
+    def __iter__(self):
+        rank = getattr(self.sampler, "rank", 0)
+        for index, cuts in enumerate(self.sampler, start=self.start):
+            yield cuts, (self.seed, rank, self.epoch, index)
 
 
 def make_dataloader(
@@ -246,8 +319,10 @@ def make_dataloader(
 ) -> DataLoader:
     """A DataLoader over duration-bucketed batches of about `max_batch_seconds` of audio.
 
-    The sampler is DDP-aware (it reads the process group's rank and world size), and its
-    `state_dict()` lets a resumed run continue where it stopped.
+    The sampler (a `SeededSampler`) is DDP-aware (it reads the process group's rank and world
+    size) and can skip to a batch of an epoch, so a resumed run continues where it stopped.
+    The loader's own generator is seeded from `seed`, so creating its iterator never draws
+    from the global torch RNG that dropout and SpecAugment use.
     """
     with warnings.catch_warnings():
         # Lhotse suggests lazy manifests for memory; our manifests fit in memory by design.
@@ -255,11 +330,21 @@ def make_dataloader(
         sampler = _sampler(cuts, max_batch_seconds, shuffle, seed, num_buckets, drop_last)
     return DataLoader(
         dataset,
-        sampler=sampler,
+        sampler=SeededSampler(sampler, seed),
         batch_size=None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        worker_init_fn=_leave_signals_to_the_main_process if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
     )
+
+
+def _leave_signals_to_the_main_process(worker_id: int) -> None:
+    """Workers ignore SIGTERM/SIGUSR1: a scheduler that signals the whole job (SLURM does)
+    would otherwise kill them before the main process has written its checkpoint."""
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def _sampler(cuts, max_batch_seconds, shuffle, seed, num_buckets, drop_last):

@@ -10,26 +10,91 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
     "REQUIRED_KEYS",
+    "Checkpoint",
+    "TrainState",
     "average_model_states",
     "checkpoint_paths",
     "latest_checkpoint",
     "load_checkpoint",
     "newest_readable_checkpoint",
+    "restore_rng",
+    "rng_state",
     "save_checkpoint",
 ]
 
 _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "train_state")
 log = logging.getLogger("squeezer.training.checkpoints")
+
+
+@dataclass
+class TrainState:
+    """Where the run is: restored on --resume together with model and optimiser."""
+
+    step: int = 0  # optimiser steps taken
+    epoch: int = 0
+    batches_in_epoch: int = 0  # batches consumed in `epoch` (the sampler's position)
+    bad_steps: int = 0  # non-finite steps skipped, in total
+    bad_in_a_row: int = 0
+    utterances: int = 0
+    elapsed_s: float = 0.0  # training wall time before this process started
+    skipped: dict[str, int] = field(default_factory=dict)  # unreadable cuts, per reason
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read back for --resume: where it is and what it holds."""
+
+    path: Path
+    state: dict[str, Any]
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator the training process draws from, as plain containers/tensors.
+
+    torch's (dropout, SpecAugment), CUDA's, Python's and NumPy's global generators. The data
+    loader draws from none of them: its batches carry their own seeds (`SeededSampler`).
+    """
+    _, mt, gauss = random.getstate()
+    _, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": list(mt),
+        "python_gauss": gauss,
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Set the generators back to `rng_state()`'s values (older checkpoints: torch, Python)."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    random.setstate((3, tuple(state["python"]), state.get("python_gauss")))
+    if "numpy" in state:
+        saved = state["numpy"]
+        keys = saved["keys"].numpy().astype(np.uint32)
+        np.random.set_state(
+            ("MT19937", keys, saved["position"], saved["has_gauss"], saved["cached"])
+        )
 
 
 def checkpoint_paths(directory: str | Path) -> list[Path]:

@@ -10,6 +10,7 @@ import os
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -53,7 +54,9 @@ def init_distributed(device: str = "auto") -> Distributed:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed torch's, Python's and NumPy's global generators (a library may draw from any)."""
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 

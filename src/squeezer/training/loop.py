@@ -14,10 +14,9 @@ model directory: averaged or EMA weights, config and tokenizer). Fine-tuning:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,14 @@ from squeezer.model import AsrModel, model_settings, save_model
 from squeezer.structured import to_mapping
 from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
 from squeezer.training.checkpoints import (
+    Checkpoint,
+    TrainState,
     average_model_states,
     checkpoint_paths,
     load_checkpoint,
     newest_readable_checkpoint,
+    restore_rng,
+    rng_state,
     save_checkpoint,
 )
 from squeezer.training.distributed import (
@@ -57,33 +60,13 @@ from squeezer.training.finetune import (
     with_architecture,
 )
 from squeezer.training.metrics import MetricsLog
+from squeezer.training.preemption import Preempted, PreemptionFlag
 from squeezer.training.recipe import TrainConfig
 from squeezer.training.schedule import build_schedule
 
-__all__ = ["TrainState", "train"]
+__all__ = ["Trainer", "train"]
 
 log = logging.getLogger("squeezer.training")
-
-
-@dataclass
-class TrainState:
-    """Where the run is: restored on --resume together with model and optimiser."""
-
-    step: int = 0  # optimiser steps taken
-    epoch: int = 0
-    batches_in_epoch: int = 0  # batches consumed in `epoch` (the sampler's position)
-    bad_steps: int = 0  # non-finite steps skipped, in total
-    bad_in_a_row: int = 0
-    utterances: int = 0
-    elapsed_s: float = 0.0  # training wall time before this process started
-
-
-@dataclass
-class Checkpoint:
-    """A checkpoint read back for --resume: where it is and what it holds."""
-
-    path: Path
-    state: dict[str, Any]
 
 
 def _prepare_tokenizer(config: TrainConfig, out_dir: Path, dist: Distributed, cuts) -> Tokenizer:
@@ -147,11 +130,14 @@ class Trainer:
         if config.run.ema_decay:
             multi_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(config.run.ema_decay)
             self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=multi_avg)
+        self._saved_step = -1
         if checkpoint is not None:
             self._restore(checkpoint)
+            self._saved_step = self.state.step
         self.freezer = Freezer(self.model, self.config.finetune)
         self._train_mode()
         self.ddp = self._wrap()
+        self.preemption = PreemptionFlag()
 
     def _build(
         self, config: TrainConfig, cuts, checkpoint: Checkpoint | None
@@ -206,6 +192,7 @@ class Trainer:
         cuts, report = filter_cuts(
             cuts, self.tokenizer.encode, frames, data.min_duration, data.max_duration
         )
+        self.data_report = report
         if self.dist.is_main:
             log.info("training data: %s", report.summary())
         if len(cuts) == 0:
@@ -250,22 +237,25 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "train_state": asdict(self.state),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": list(random.getstate()[1]),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": rng_state(),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
 
+    def _checkpoint_path(self) -> Path:
+        return self.out_dir / "checkpoints" / f"checkpoint-{self.state.step:09d}.pt"
+
     def _save(self) -> None:
+        """Checkpoint the current step (once), then score the dev set."""
+        if self._saved_step == self.state.step:
+            return
         start = time.perf_counter()
         if self.dist.is_main:
             state = self._checkpoint_state()
             save_checkpoint(state, self.out_dir / "checkpoints", self.state.step, self._keep())
             self._evaluate_dev(trained_s=self._elapsed())
+        self._saved_step = self.state.step
         barrier()
         # The wall-clock budget (run.max_minutes) is training time: checkpointing and dev
         # scoring are not charged to it (on every rank alike), so two models compared under
@@ -280,24 +270,32 @@ class Trainer:
 
         self.model.eval()
         self.model.tokenizer = self.tokenizer
-        try:
-            rates = evaluate(self.model, self.dev_cuts, max_batch_seconds=120).rates["greedy"]
-        finally:
-            self._train_mode()
+        # Scoring must not move the training's random generators: a run resumed from this
+        # checkpoint did not score it, and must draw the same dropout masks as this one.
+        with torch.random.fork_rng(devices=[]):
+            try:
+                rates = evaluate(self.model, self.dev_cuts, max_batch_seconds=120).rates["greedy"]
+            finally:
+                self._train_mode()
         self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer,
                             "time_s": round(trained_s, 1)})  # fmt: skip
 
     def _check_ranks_in_sync(self) -> None:
-        """Every rank must hold the same weights after DDP training: log the largest gap."""
+        """Every rank must hold the same weights after DDP training, having skipped the same
+        steps: log the largest weight gap and each rank's count of skipped steps."""
         if self.dist.world_size == 1:
             return
         flat = torch.cat([p.detach().float().flatten() for p in self.model.parameters()])
         gathered = [torch.empty_like(flat) for _ in range(self.dist.world_size)]
         torch.distributed.all_gather(gathered, flat)
         gap = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        bad = torch.tensor([self.state.bad_steps], device=self.dist.device)
+        counts = [torch.empty_like(bad) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(counts, bad)
         if self.dist.is_main:
             self.metrics.write({"step": self.state.step, "ranks": self.dist.world_size,
-                                "rank_weight_max_abs_diff": gap})  # fmt: skip
+                                "rank_weight_max_abs_diff": gap,
+                                "rank_bad_steps": [int(c) for c in counts]})  # fmt: skip
 
     def _keep(self) -> int:
         return max(self.config.run.keep_last, self.config.run.average_last)
@@ -315,10 +313,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = TrainState(**state["train_state"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        random.setstate((3, tuple(state["rng"]["python"]), None))
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        restore_rng(state["rng"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         if self.dist.is_main:
@@ -327,11 +322,18 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------
 
     def _should_stop(self) -> bool:
+        """At a step boundary: the budget is spent or a rank was asked to stop (preemption).
+        Every rank takes the same decision at the same step."""
         run = self.config.run
         if run.max_steps is not None and self.state.step >= run.max_steps:
             return True
         over_time = run.max_minutes is not None and self._elapsed() >= 60 * run.max_minutes
-        return not all_agree(not over_time, self.dist.device)  # every rank stops together
+        go_on = not over_time and self.preemption.requested is None
+        if all_agree(go_on, self.dist.device):
+            return False
+        if self.preemption.requested is None and not over_time:
+            self.preemption.requested = "a signal to another rank"
+        return True
 
     def _elapsed(self) -> float:
         return self.state.elapsed_s + time.perf_counter() - self._started
@@ -342,12 +344,7 @@ class Trainer:
         sampler.set_epoch(epoch)
         skip = self.state.batches_in_epoch if epoch == self.state.epoch else 0
         if skip:
-            # Advance the sampler alone (manifests only, no audio), then let the loader
-            # continue from there: Lhotse restores a sampler from its own state dict.
-            iterator = iter(sampler)
-            for _ in range(skip):
-                next(iterator, None)
-            sampler.load_state_dict(sampler.state_dict())
+            sampler.skip(skip)  # cut lists only, no audio is read
         return iter(self.loader)
 
     def _forward_backward(self, batch: AsrBatch, last_micro: bool) -> float | None:
@@ -375,10 +372,16 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return float(norm)
 
-    def _record_bad_step(self) -> None:
+    def _record_bad_step(self, reason: str) -> None:
+        """Drop the step's gradients (weights, optimiser and schedule stay as they were),
+        count it in metrics.jsonl, and stop after `run.max_bad_steps` in a row."""
         self.optimizer.zero_grad(set_to_none=True)
         self.state.bad_steps += 1
         self.state.bad_in_a_row += 1
+        if self.dist.is_main:
+            self.metrics.write({"step": self.state.step, "skipped_step": reason,
+                                "bad_steps": self.state.bad_steps,
+                                "batches_in_epoch": self.state.batches_in_epoch})  # fmt: skip
         limit = self.config.run.max_bad_steps
         if self.state.bad_in_a_row >= limit:
             raise RuntimeError(
@@ -388,8 +391,8 @@ class Trainer:
 
     def _epoch(self, epoch: int, progress: tqdm | None) -> bool:
         """Train one epoch; True if the run should stop."""
-        accumulate, losses, micro = self.config.optim.accumulate, [], 0
-        window_start, window_utts = time.perf_counter(), 0
+        accumulate, losses, micro, step_utts = self.config.optim.accumulate, [], 0, 0
+        window_start, window_utts = time.perf_counter(), 0  # for the logged utt/s
         batches = self._batches(epoch)
         while True:
             batch = next(batches, None)
@@ -398,27 +401,32 @@ class Trainer:
             if not all_agree(batch is not None, self.dist.device):
                 break
             self.state.batches_in_epoch += 1
+            self._count_skipped(batch)
+            if not all_agree(len(batch) > 0, self.dist.device):
+                continue  # every cut of a rank's batch was unreadable: all ranks pass it by
+            self._readable_batches += 1
             micro += 1
             loss = self._forward_backward(batch, last_micro=micro == accumulate)
             if loss is None:
-                self._record_bad_step()
-                micro, losses = 0, []
+                self._record_bad_step("non-finite loss")
+                micro, losses, step_utts = 0, [], 0
                 continue
             losses.append(loss)
-            window_utts += len(batch)
+            step_utts += len(batch)
             if micro < accumulate:
                 continue
             micro = 0
             norm = self._optimizer_step()
             if norm is None:
-                self._record_bad_step()
-                losses = []
+                self._record_bad_step("non-finite gradient")
+                losses, step_utts = [], 0
                 continue
             self.state.bad_in_a_row = 0
             self.state.step += 1
             if self.freezer.releases_after(self.state.step):
                 self._release()
-            self.state.utterances += window_utts
+            self.state.utterances += step_utts
+            window_utts, step_utts = window_utts + step_utts, 0
             if self.state.step % self.config.run.log_every == 0 or self.state.step == 1:
                 rate = window_utts / max(time.perf_counter() - window_start, 1e-9)
                 self._log(sum(losses) / len(losses), norm, rate, progress)
@@ -431,6 +439,11 @@ class Trainer:
             if self._should_stop():
                 return True
         return False
+
+    def _count_skipped(self, batch: AsrBatch) -> None:
+        """Count the batch's unreadable cuts per reason (this rank's; summed at the end)."""
+        for _, _, reason, _ in batch.skipped:
+            self.state.skipped[reason] = self.state.skipped.get(reason, 0) + 1
 
     def _release(self) -> None:
         """Let the frozen part train from the next step on (every rank at the same step)."""
@@ -454,12 +467,24 @@ class Trainer:
             "bad_steps": self.state.bad_steps,
             "time_s": round(self._elapsed(), 1),
         }
+        if self.state.skipped:
+            record["skipped_cuts"] = dict(self.state.skipped)
         self.metrics.write(record)
         if progress is not None:
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}")
 
     def fit(self) -> Path:
-        """Train to the end of the budget; return the final model directory."""
+        """Train to the end of the budget; return the final model directory.
+
+        Raises `Preempted` after checkpointing when SIGTERM or SIGUSR1 arrived.
+        """
+        self.preemption.install()
+        try:
+            return self._fit()
+        finally:
+            self.preemption.restore()
+
+    def _fit(self) -> Path:
         self._started = time.perf_counter()
         run = self.config.run
         progress = None
@@ -467,12 +492,17 @@ class Trainer:
             progress = tqdm(total=run.max_steps, initial=self.state.step, desc="train", unit="step")
         stop = self._should_stop()
         while not stop and self.state.epoch < run.epochs:
-            steps_before = self.state.step
+            steps_before, self._readable_batches = self.state.step, 0
             stop = self._epoch(self.state.epoch, progress)
             if self.state.step == steps_before and self.state.batches_in_epoch == 0:
                 raise ValueError(
                     f"{self.config.data.train}: an epoch produced no batch; the manifest is too "
                     "small for data.max_batch_seconds on this many processes"
+                )
+            if self.state.step == steps_before and self._readable_batches == 0:
+                raise ValueError(
+                    f"{self.config.data.train}: no audio of a whole epoch could be read "
+                    f"(skipped: {self.state.skipped or 'none'}); check the manifest's paths"
                 )
             if not stop:
                 self.state.epoch += 1
@@ -482,8 +512,41 @@ class Trainer:
             self._save()
         if progress is not None:
             progress.close()
+        if self.preemption.requested is not None:
+            log.info("rank %d stops at step %d (%s)", self.dist.rank, self.state.step,
+                     self.preemption.requested)  # fmt: skip
+            self._save()
+            raise Preempted(self.preemption.requested, self.state.step,
+                            str(self._checkpoint_path()))  # fmt: skip
         self._check_ranks_in_sync()
+        self._summarize()
         return self._finish()
+
+    def _summarize(self) -> None:
+        """The run's data summary: cuts dropped before training and skipped while reading,
+        per reason, summed over ranks (rank 0 writes it to metrics.jsonl and the log)."""
+        reasons = sorted(set(self.state.skipped) | set(self._all_reasons()))
+        counts = torch.tensor([self.state.skipped.get(r, 0) for r in reasons],
+                              dtype=torch.int64, device=self.dist.device)  # fmt: skip
+        if self.dist.world_size > 1 and reasons:
+            torch.distributed.all_reduce(counts)
+        skipped = {reason: int(n) for reason, n in zip(reasons, counts, strict=True) if n}
+        if self.dist.is_main:
+            record = {"step": self.state.step, "summary": "data",
+                      "filtered_cuts": dict(self.data_report.dropped),
+                      "skipped_cuts": skipped, "bad_steps": self.state.bad_steps}  # fmt: skip
+            self.metrics.write(record)
+            log.info("data: dropped before training %s; unreadable while training %s; "
+                     "non-finite steps skipped %d", record["filtered_cuts"] or "none",
+                     skipped or "none", self.state.bad_steps)  # fmt: skip
+
+    def _all_reasons(self) -> list[str]:
+        """Every skip reason any rank saw, so all ranks reduce tensors of one length."""
+        if self.dist.world_size == 1:
+            return []
+        gathered: list[list[str] | None] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(gathered, sorted(self.state.skipped))
+        return [reason for reasons in gathered for reason in reasons or []]
 
     def _final_weights(self) -> dict[str, torch.Tensor]:
         if self.ema is not None:
