@@ -372,10 +372,20 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return float(norm)
 
+    def _buffer_snapshot(self) -> list[torch.Tensor]:
+        """The model's buffers (BatchNorm running statistics) as the step starts: its forward
+        pass moves them before anyone knows whether the loss is finite."""
+        return [buffer.clone() for buffer in self.model.buffers()]
+
     def _record_bad_step(self, reason: str) -> None:
-        """Drop the step's gradients (weights, optimiser and schedule stay as they were),
-        count it in metrics.jsonl, and stop after `run.max_bad_steps` in a row."""
+        """Drop the step: its gradients, and what its forward pass did to the running
+        statistics (a NaN batch would leave NaN means in every BatchNorm for good). Weights,
+        optimiser, schedule and EMA stay as they were. Count it in metrics.jsonl, and stop
+        after `run.max_bad_steps` in a row."""
         self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, saved in zip(self.model.buffers(), self._buffers, strict=True):
+                buffer.copy_(saved)
         self.state.bad_steps += 1
         self.state.bad_in_a_row += 1
         if self.dist.is_main:
@@ -405,6 +415,8 @@ class Trainer:
             if not all_agree(len(batch) > 0, self.dist.device):
                 continue  # every cut of a rank's batch was unreadable: all ranks pass it by
             self._readable_batches += 1
+            if micro == 0:
+                self._buffers = self._buffer_snapshot()
             micro += 1
             loss = self._forward_backward(batch, last_micro=micro == accumulate)
             if loss is None:
@@ -486,12 +498,29 @@ class Trainer:
 
     def _fit(self) -> Path:
         self._started = time.perf_counter()
-        run = self.config.run
         progress = None
         if self.dist.is_main:
-            progress = tqdm(total=run.max_steps, initial=self.state.step, desc="train", unit="step")
+            total, step = self.config.run.max_steps, self.state.step
+            progress = tqdm(total=total, initial=step, desc="train", unit="step")
+        try:
+            self._epochs(progress)
+        finally:  # an error's one line must come after the bar's last one, not before
+            if progress is not None:
+                progress.close()
+        if self.preemption.requested is not None:
+            log.info("rank %d stops at step %d (%s)", self.dist.rank, self.state.step,
+                     self.preemption.requested)  # fmt: skip
+            self._save()
+            raise Preempted(self.preemption.requested, self.state.step,
+                            str(self._checkpoint_path()))  # fmt: skip
+        self._check_ranks_in_sync()
+        self._summarize()
+        return self._finish()
+
+    def _epochs(self, progress: tqdm | None) -> None:
+        """Epoch after epoch until the budget is spent or a stop is requested."""
         stop = self._should_stop()
-        while not stop and self.state.epoch < run.epochs:
+        while not stop and self.state.epoch < self.config.run.epochs:
             steps_before, self._readable_batches = self.state.step, 0
             stop = self._epoch(self.state.epoch, progress)
             if self.state.step == steps_before and self.state.batches_in_epoch == 0:
@@ -510,17 +539,6 @@ class Trainer:
             self.state.elapsed_s = self._elapsed()
             self._started = time.perf_counter()
             self._save()
-        if progress is not None:
-            progress.close()
-        if self.preemption.requested is not None:
-            log.info("rank %d stops at step %d (%s)", self.dist.rank, self.state.step,
-                     self.preemption.requested)  # fmt: skip
-            self._save()
-            raise Preempted(self.preemption.requested, self.state.step,
-                            str(self._checkpoint_path()))  # fmt: skip
-        self._check_ranks_in_sync()
-        self._summarize()
-        return self._finish()
 
     def _summarize(self) -> None:
         """The run's data summary: cuts dropped before training and skipped while reading,
