@@ -238,6 +238,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"{name:>6}: WER {100 * rates.wer:6.2f} %  CER {100 * rates.cer:6.2f} %  "
               f"({rates.utterances} utterances)")  # fmt: skip
     print(f"real-time factor {summary['real_time_factor']}")
+    for item in evaluation.unreadable:  # left out of the scores, so say which
+        print(f"unreadable, not scored: {item['path']}: {item['error']}", file=sys.stderr)
+    if evaluation.unreadable:
+        print(f"{len(evaluation.unreadable)} utterances unreadable (listed in summary.json)")
     home = args.model if args.model.is_dir() else args.model.with_suffix("")  # a .nemo file
     out = args.out or home / "eval" / Path(args.manifest).name.split(".")[0]
     log.info("wrote %s", write_evaluation(evaluation, out))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,12 +30,14 @@ __all__ = ["Evaluation", "evaluate", "write_evaluation"]
 
 @dataclass
 class Evaluation:
-    """Scores per decoder ("greedy", "beam"), per-utterance rows, and the time it took."""
+    """Scores per decoder ("greedy", "beam"), per-utterance rows, the time it took, and the
+    cuts whose audio could not be read (id, path, error), which are not scored."""
 
     rates: dict[str, ErrorRates]
     rows: list[dict]
     audio_seconds: float
     seconds: float
+    unreadable: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
@@ -44,6 +46,7 @@ class Evaluation:
             "seconds": round(self.seconds, 2),
             "real_time_factor": round(self.seconds / max(self.audio_seconds, 1e-9), 4),
             **{name: asdict(rates) for name, rates in self.rates.items()},
+            "unreadable": self.unreadable,
         }
 
 
@@ -71,7 +74,10 @@ def evaluate(
         cuts, dataset, max_batch_seconds, shuffle=False, num_workers=num_workers
     )
     ids, refs, greedy, beamed, start = [], [], [], [], time.perf_counter()
+    unreadable = []
     for batch in loader:
+        unreadable += [{"id": cut_id, "path": path, "error": message}
+                       for cut_id, path, _, message in batch.skipped]  # fmt: skip
         if len(batch) == 0:
             continue
         out = model(batch.features.to(device), batch.feature_lengths.to(device))
@@ -81,7 +87,8 @@ def evaluate(
         ids += batch.ids
         refs += batch.texts
     if not ids:
-        raise ValueError("no utterance could be evaluated (see the warnings above)")
+        first = f" (first: {unreadable[0]['path']}: {unreadable[0]['error']})" if unreadable else ""
+        raise ValueError(f"none of the {len(cuts)} utterances could be read{first}")
     rates = {"greedy": error_rates(refs, greedy)}
     rows = per_utterance(ids, refs, greedy)
     if beam is not None:
@@ -89,7 +96,7 @@ def evaluate(
         for row, text in zip(rows, beamed, strict=True):
             row["beam_hypothesis"] = text
     audio = sum(cuts[i].duration for i in ids)
-    return Evaluation(rates, rows, audio, time.perf_counter() - start)
+    return Evaluation(rates, rows, audio, time.perf_counter() - start, unreadable)
 
 
 def write_evaluation(evaluation: Evaluation, directory: str | Path) -> Path:

@@ -316,13 +316,16 @@ def make_dataloader(
     seed: int = 0,
     num_buckets: int = 10,
     drop_last: bool = False,
+    preemptible: bool = False,
 ) -> DataLoader:
     """A DataLoader over duration-bucketed batches of about `max_batch_seconds` of audio.
 
     The sampler (a `SeededSampler`) is DDP-aware (it reads the process group's rank and world
     size) and can skip to a batch of an epoch, so a resumed run continues where it stopped.
     The loader's own generator is seeded from `seed`, so creating its iterator never draws
-    from the global torch RNG that dropout and SpecAugment use.
+    from the global torch RNG that dropout and SpecAugment use. `preemptible` (training):
+    workers leave SIGTERM and SIGUSR1 to the main process, which checkpoints on them; its
+    owner must then shut the workers down itself (`Trainer` does) before the process exits.
     """
     with warnings.catch_warnings():
         # Lhotse suggests lazy manifests for memory; our manifests fit in memory by design.
@@ -334,7 +337,7 @@ def make_dataloader(
         batch_size=None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        worker_init_fn=_leave_signals_to_the_main_process if num_workers > 0 else None,
+        worker_init_fn=_leave_signals_to_the_main_process if preemptible else None,
         generator=torch.Generator().manual_seed(seed),
     )
 

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, make_dataloader
-from squeezer.data.manifests import load_cuts
+from squeezer.data.manifests import load_cuts, read_manifest
 from squeezer.features import LogMelFrontend, SpecAugment
 from squeezer.model import AsrModel, model_settings, save_model
 from squeezer.structured import to_mapping
@@ -115,7 +115,7 @@ class Trainer:
         if self.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = self._latest_checkpoint() if resume else None
-        cuts = load_cuts(config.data.train)
+        cuts, self._manifest_skips = read_manifest(config.data.train)
         self.config, self.model, self.tokenizer = self._build(config, cuts, checkpoint)
         if self.dist.is_main:
             self.config.to_yaml(out_dir / "config.yaml")
@@ -192,6 +192,8 @@ class Trainer:
         cuts, report = filter_cuts(
             cuts, self.tokenizer.encode, frames, data.min_duration, data.max_duration
         )
+        report.dropped.update({f"manifest line {reason}": n
+                               for reason, n in self._manifest_skips.items()})  # fmt: skip
         self.data_report = report
         if self.dist.is_main:
             log.info("training data: %s", report.summary())
@@ -214,6 +216,7 @@ class Trainer:
             seed=self.config.run.seed,
             num_buckets=data.num_buckets,
             drop_last=False,  # uneven batch counts across ranks are handled in _epoch
+            preemptible=True,
         )
 
     def _build_optimizer(self) -> None:
@@ -495,6 +498,16 @@ class Trainer:
             return self._fit()
         finally:
             self.preemption.restore()
+            self._stop_loader_workers()
+
+    def _stop_loader_workers(self) -> None:
+        """Shut the loader's persistent workers down now. They ignore SIGTERM (it is the main
+        process's to handle), so left to multiprocessing's exit handler, which terminates
+        them with SIGTERM and then waits, they would keep a failed run from ever exiting."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
 
     def _fit(self) -> Path:
         self._started = time.perf_counter()
