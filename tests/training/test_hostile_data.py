@@ -12,8 +12,10 @@ import gzip
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from squeezer.model import AsrModel, save_model
 from squeezer.text import CharTokenizer
 from squeezer.training.checkpoints import load_checkpoint
 from squeezer.training.metrics import read_metrics
+from tests.conftest import first_utterances
 from tests.training.test_loop import TINY_ENCODER, recipe, write_recipe
 
 REPEATS = 6  # the tiny corpus's training split, six times under new ids
@@ -160,3 +163,43 @@ def test_evaluate_and_transcribe_name_the_unreadable_files(hostile, tmp_path):
     assert summary["transcribed"] == 2
     assert {Path(item["path"]).name for item in summary["unreadable"]} == {
         "missing.flac", "truncated.flac", "empty.wav", "nan.wav"}  # fmt: skip
+
+
+def test_a_run_whose_audio_is_all_gone_stops_in_one_line_and_exits(corpus, tmp_path):
+    """With a loader worker (which leaves SIGTERM to the main process) the failed run must
+    still exit: before the Trainer shut its workers down itself, it hung at exit."""
+    cuts = load_cuts(corpus / "train.jsonl.gz").subset(first=10)
+    written = save_cuts(cuts, tmp_path / "train.jsonl.gz")  # audio paths relative to it
+    manifest = tmp_path / "moved" / "train.jsonl.gz"
+    manifest.parent.mkdir()
+    written.rename(manifest)  # without its audio
+    config = recipe(manifest, steps=5, checkpoint_every=100)
+    config = replace(config, data=replace(config.data, num_workers=1, max_batch_seconds=10))
+    path = write_recipe(config, tmp_path / "r.yaml")
+    result = subprocess.run([sys.executable, "-m", "squeezer", "train", str(path), "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"squeezer train: error: {manifest}: no audio of a whole epoch could be read "
+        "(skipped: {'missing file': 10}); check the manifest's paths"
+    )
+
+
+def test_ctrl_c_with_a_loader_worker_exits(corpus, tmp_path):
+    """KeyboardInterrupt reaches the top uncaught, so the loader lives until interpreter exit,
+    where multiprocessing would SIGTERM its worker (which ignores it) and wait forever: the
+    Trainer shuts the worker down itself first."""
+    manifest = first_utterances(corpus, 12, tmp_path / "train.jsonl.gz")
+    config = recipe(manifest, steps=10_000, checkpoint_every=10_000)
+    config = replace(config, data=replace(config.data, num_workers=1, max_batch_seconds=10))
+    path = write_recipe(config, tmp_path / "r.yaml")
+    command = [sys.executable, "-m", "squeezer", "train", str(path), "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.is_file() and metrics.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert b"KeyboardInterrupt" in stderr
