@@ -7,6 +7,7 @@ tiny models. Speed itself is never asserted here; `make bench` measures it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from squeezer.cli import main
@@ -158,6 +160,37 @@ def test_resume_falls_back_past_a_truncated_checkpoint(subset, tmp_path, capsys)
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("squeezer train: error:")
     assert "none of its 3 checkpoints is readable" in error  # one line: the last of stderr
+
+
+@pytest.mark.parametrize("recorded_settings", [True, False])
+def test_resume_skips_a_valid_checkpoint_of_another_recipe(
+    recorded_settings, subset, tmp_path, caplog
+):
+    """The newest checkpoint is whole but was written by a run of another architecture (one
+    that recorded its model settings, or an older one that did not): --resume names it and
+    continues from the run's own checkpoint before it."""
+    path = write_recipe(recipe(subset, steps=3, checkpoint_every=3), tmp_path / "r.yaml")
+    run_dir, other_dir = tmp_path / "run", tmp_path / "other"
+    assert main(["train", str(path), "--out", str(run_dir)]) == 0
+    other = write_recipe(recipe(subset, steps=4, checkpoint_every=4), tmp_path / "other.yaml")
+    assert main(["train", str(other), "--out", str(other_dir), "--set", "encoder.d_model=32"]) == 0
+    foreign = load_checkpoint(other_dir / "checkpoints" / "checkpoint-000000004.pt")
+    if not recorded_settings:
+        del foreign["settings"]
+    intruder = run_dir / "checkpoints" / "checkpoint-000000004.pt"
+    torch.save(foreign, intruder)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    assert main(["train", str(path), "--out", str(run_dir), "--resume",
+                 "--set", "run.max_steps=5"]) == 0  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith(f"skipping {intruder}: ") for m in warnings), warnings
+    assert any("resumed from checkpoint-000000003.pt at step 3" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    assert (
+        load_checkpoint(run_dir / "checkpoints" / "checkpoint-000000005.pt")["settings"]
+        == (load_checkpoint(run_dir / "checkpoints" / "checkpoint-000000003.pt")["settings"])
+    )
 
 
 def test_two_gloo_processes_stay_in_sync(subset, tmp_path):

@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,14 +156,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def newest_readable_checkpoint(
-    directory: str | Path, map_location: str | torch.device = "cpu"
+    directory: str | Path,
+    map_location: str | torch.device = "cpu",
+    accept: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in `directory` that reads back whole, and its state; None if there
-    are none at all. A truncated, empty or foreign newer file is skipped with a warning naming
-    it; if no file is readable, a one-line error (never a silent fresh start)."""
+    are none at all. A truncated, empty or foreign newer file, or one that `accept` rejects
+    (raising ValueError: the checkpoint of another recipe), is skipped with a warning naming
+    it; if no file is usable, a one-line error (never a silent fresh start)."""
     paths = checkpoint_paths(directory)
     if not paths:
         return None
+    newest_reason = ""
     for path in reversed(paths):
         try:
             state = load_checkpoint(path, map_location)
@@ -172,12 +176,16 @@ def newest_readable_checkpoint(
             ]
             if missing:
                 raise ValueError(f"{path}: not a squeezer training checkpoint (no {missing[0]!r})")
+            if accept is not None:
+                accept(path, state)
             return path, state
         except ValueError as error:
-            log.warning("skipping %s; resuming from an earlier checkpoint", error)
+            newest_reason = newest_reason or str(error)
+            reason = str(error).removeprefix(f"{path}: ")
+            log.warning("skipping %s: %s; resuming from an earlier checkpoint", path, reason)
     raise ValueError(
-        f"{directory}: none of its {len(paths)} checkpoints is readable (see the warnings); "
-        "move them away to start the run over"
+        f"{directory}: none of its {len(paths)} checkpoints is readable and fits the recipe "
+        f"(the newest: {newest_reason}); move them away to start the run over"
     )
 
 

@@ -105,6 +105,16 @@ def _ctc_loss(model: torch.nn.Module, batch: AsrBatch, augment: SpecAugment | No
     )
 
 
+def _check_weights_fit(model: AsrModel, state: dict[str, Any], path: Path) -> None:
+    """ValueError unless the checkpoint's weights load into `model` (a checkpoint without
+    recorded settings, from another recipe, holds weights of other shapes or names)."""
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ValueError(f"{path}: its weights do not fit the recipe's model ({reason})") from None
+
+
 class Trainer:
     """Holds the pieces of one run; `fit()` runs it to the end."""
 
@@ -114,9 +124,19 @@ class Trainer:
         seed_everything(config.run.seed + self.dist.rank)
         if self.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = self._latest_checkpoint() if resume else None
         cuts, self._manifest_skips = read_manifest(config.data.train)
-        self.config, self.model, self.tokenizer = self._build(config, cuts, checkpoint)
+        checkpoint, built = None, {}
+        if resume:
+
+            def fits(path: Path, state: dict[str, Any]) -> None:
+                built[path] = self._build(config, cuts, Checkpoint(path, state))
+                _check_weights_fit(built[path][1], state, path)
+
+            checkpoint = self._latest_checkpoint(fits)
+        if checkpoint is not None:
+            self.config, self.model, self.tokenizer = built[checkpoint.path]
+        else:
+            self.config, self.model, self.tokenizer = self._build(config, cuts, None)
         if self.dist.is_main:
             self.config.to_yaml(out_dir / "config.yaml")
         self.model.to(self.dist.device)
@@ -303,8 +323,11 @@ class Trainer:
     def _keep(self) -> int:
         return max(self.config.run.keep_last, self.config.run.average_last)
 
-    def _latest_checkpoint(self) -> Checkpoint | None:
-        found = newest_readable_checkpoint(self.out_dir / "checkpoints", self.dist.device)
+    def _latest_checkpoint(self, fits) -> Checkpoint | None:
+        """The newest checkpoint that reads back and `fits` the recipe (older ones are skipped
+        with a warning: a truncated file, or a valid one another recipe wrote)."""
+        directory = self.out_dir / "checkpoints"
+        found = newest_readable_checkpoint(directory, self.dist.device, accept=fits)
         if found is None:
             log.info("no checkpoint in %s: starting the run", self.out_dir)
             return None
@@ -414,6 +437,7 @@ class Trainer:
             if not all_agree(batch is not None, self.dist.device):
                 break
             self.state.batches_in_epoch += 1
+            self._drawn_batches += 1
             self._count_skipped(batch)
             if not all_agree(len(batch) > 0, self.dist.device):
                 continue  # every cut of a rank's batch was unreadable: all ranks pass it by
@@ -534,14 +558,14 @@ class Trainer:
         """Epoch after epoch until the budget is spent or a stop is requested."""
         stop = self._should_stop()
         while not stop and self.state.epoch < self.config.run.epochs:
-            steps_before, self._readable_batches = self.state.step, 0
+            steps_before, self._readable_batches, self._drawn_batches = self.state.step, 0, 0
             stop = self._epoch(self.state.epoch, progress)
             if self.state.step == steps_before and self.state.batches_in_epoch == 0:
                 raise ValueError(
                     f"{self.config.data.train}: an epoch produced no batch; the manifest is too "
                     "small for data.max_batch_seconds on this many processes"
                 )
-            if self.state.step == steps_before and self._readable_batches == 0:
+            if self._drawn_batches and not self._readable_batches:
                 raise ValueError(
                     f"{self.config.data.train}: no audio of a whole epoch could be read "
                     f"(skipped: {self.state.skipped or 'none'}); check the manifest's paths"
