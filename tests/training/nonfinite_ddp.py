@@ -11,11 +11,11 @@ import sys
 
 import torch
 
-import squeezer.training.loop as loop
+import squeezer.training.step as step
 from squeezer.cli import main
 
 RANK = int(os.environ["RANK"])
-_real_loss, _calls = loop._ctc_loss, []
+_real_loss, _calls = step.ctc_loss, []
 
 
 def _injected(model, batch, augment):
@@ -29,5 +29,5 @@ def _injected(model, batch, augment):
     return loss
 
 
-loop._ctc_loss = _injected
+step.ctc_loss = _injected
 sys.exit(main(sys.argv[1:]))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import squeezer.training.loop as loop
+import squeezer.training.step as step
 from squeezer.cli import main
 from squeezer.training import Trainer
 from squeezer.training.metrics import read_metrics
@@ -69,7 +69,7 @@ def test_a_non_finite_step_is_skipped_counted_and_changes_nothing(
     config = replace(config, data=replace(config.data, max_batch_seconds=8),
                      optim=replace(config.optim, accumulate=accumulate))  # fmt: skip
     trainer = Trainer(config, tmp_path / "run", resume=False)
-    real_loss, calls, states = loop._ctc_loss, [], {}
+    real_loss, calls, states = step.ctc_loss, [], {}
     poisoned = 3 * accumulate  # the last micro-batch of the third step
 
     def injected(model, batch, augment):
@@ -81,7 +81,7 @@ def test_a_non_finite_step_is_skipped_counted_and_changes_nothing(
         loss = real_loss(model, batch, augment)
         return poison(loss, model, kind) if calls[-1] == poisoned else loss
 
-    monkeypatch.setattr(loop, "_ctc_loss", injected)
+    monkeypatch.setattr(step, "ctc_loss", injected)
     trainer.fit()
     assert_same(states["before"], states["after"], "state")
     skips = [r for r in read_metrics(tmp_path / "run") if "skipped_step" in r]
@@ -95,7 +95,7 @@ def test_a_non_finite_step_is_skipped_counted_and_changes_nothing(
 
 def test_max_bad_steps_in_a_row_stops_the_run_in_one_line(subset, tmp_path, monkeypatch, capsys):
     path = write_recipe(recipe(subset, steps=20, checkpoint_every=100), tmp_path / "r.yaml")
-    real_loss, calls = loop._ctc_loss, []
+    real_loss, calls = step.ctc_loss, []
 
     def injected(model, batch, augment):
         calls.append(1)
@@ -106,7 +106,7 @@ def test_max_bad_steps_in_a_row_stops_the_run_in_one_line(subset, tmp_path, monk
             else loss
         )
 
-    monkeypatch.setattr(loop, "_ctc_loss", injected)
+    monkeypatch.setattr(step, "ctc_loss", injected)
     argv = ["train", str(path), "--out", str(tmp_path / "run"), "--set", "run.max_bad_steps=4"]
     assert main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]

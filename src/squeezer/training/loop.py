@@ -8,7 +8,10 @@ its init and the init model's encoder and features), `tokenizer/`,
 `checkpoints/checkpoint-<step>.pt` (each also records the model's settings and the fine-tuning
 settings, so --resume rebuilds the same model), `metrics.jsonl`, and at the end `model/` (a
 model directory: averaged or EMA weights, config and tokenizer). Fine-tuning:
-`squeezer.training.finetune`.
+`squeezer.training.finetune`; the data and its skip counts: `squeezer.training.data`; one
+step's loss, precision and what a skipped step puts back: `squeezer.training.step`;
+checkpoints and resuming: `squeezer.training.checkpoints`; SIGTERM/SIGUSR1:
+`squeezer.training.preemption`.
 """
 
 from __future__ import annotations
@@ -21,16 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from squeezer.data.dataset import AsrBatch, AsrDataset, cut_text, filter_cuts, make_dataloader
+from squeezer.data.dataset import AsrBatch
 from squeezer.data.manifests import load_cuts, read_manifest
-from squeezer.features import LogMelFrontend, SpecAugment
+from squeezer.features import SpecAugment
 from squeezer.model import AsrModel, model_settings, save_model
 from squeezer.structured import to_mapping
-from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
+from squeezer.text import Tokenizer
+from squeezer.training import step as step_parts  # through the module: tests inject faults
 from squeezer.training.checkpoints import (
     Checkpoint,
     TrainState,
@@ -42,13 +45,8 @@ from squeezer.training.checkpoints import (
     rng_state,
     save_checkpoint,
 )
-from squeezer.training.distributed import (
-    Distributed,
-    all_agree,
-    barrier,
-    init_distributed,
-    seed_everything,
-)
+from squeezer.training.data import prepare_tokenizer, summed_over_ranks, training_loader
+from squeezer.training.distributed import all_agree, barrier, init_distributed, seed_everything
 from squeezer.training.finetune import (
     Freezer,
     check_agreement,
@@ -63,46 +61,11 @@ from squeezer.training.metrics import MetricsLog
 from squeezer.training.preemption import Preempted, PreemptionFlag
 from squeezer.training.recipe import TrainConfig
 from squeezer.training.schedule import build_schedule
+from squeezer.training.step import BufferSnapshot, autocast
 
 __all__ = ["Trainer", "train"]
 
 log = logging.getLogger("squeezer.training")
-
-
-def _prepare_tokenizer(config: TrainConfig, out_dir: Path, dist: Distributed, cuts) -> Tokenizer:
-    directory = out_dir / "tokenizer"
-    if dist.is_main and not (directory / "tokenizer.json").is_file():
-        texts = [cut_text(cut) for cut in cuts]
-        tok = config.tokenizer
-        build_tokenizer(tok.kind, texts, directory, tok.vocab_size, tok.model_type)
-    barrier()
-    return load_tokenizer(directory)
-
-
-def _precision(config: TrainConfig, device: torch.device):
-    precision = config.run.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _ctc_loss(model: torch.nn.Module, batch: AsrBatch, augment: SpecAugment | None):
-    features = batch.features
-    if augment is not None:
-        features = augment(features, batch.feature_lengths)
-    log_probs, lengths = model(features, batch.feature_lengths)
-    # Mean over utterances of the loss per target token (NeMo's and torch's "mean").
-    return F.ctc_loss(
-        log_probs.float().transpose(0, 1),
-        batch.targets,
-        lengths,
-        batch.target_lengths,
-        blank=0,
-        reduction="mean",
-        zero_infinity=False,
-    )
 
 
 def _check_weights_fit(model: AsrModel, state: dict[str, Any], path: Path) -> None:
@@ -140,7 +103,9 @@ class Trainer:
         if self.dist.is_main:
             self.config.to_yaml(out_dir / "config.yaml")
         self.model.to(self.dist.device)
-        self.loader = self._loader(cuts)
+        self.loader, self.data_report = training_loader(
+            self.config, self.model, self.tokenizer, cuts, self._manifest_skips, self.dist
+        )
         self.augment = SpecAugment(config.spec_augment) if config.spec_augment else None
         self._build_optimizer()
         self.state = TrainState()
@@ -178,7 +143,7 @@ class Trainer:
             start = start_from_init(config, cuts, self.out_dir / "tokenizer", self.dist.is_main)
             return start.config, start.model, start.tokenizer
         check_no_finetuning(config.finetune)
-        tokenizer = _prepare_tokenizer(config, self.out_dir, self.dist, cuts)
+        tokenizer = prepare_tokenizer(config, self.out_dir, self.dist, cuts)
         model = AsrModel(config.encoder_config(), tokenizer.vocab_size, config.features)
         return config, model, tokenizer
 
@@ -197,47 +162,6 @@ class Trainer:
         """Training mode, except for what `finetune.freeze` still holds in eval mode."""
         self.model.train()
         self.freezer.apply(self.state.step)
-
-    def _loader(self, cuts):
-        data = self.config.data
-        frontend = LogMelFrontend(self.model.frontend.config)
-
-        # The fastest speed perturbation (if faster than 1) leaves the fewest frames for CTC.
-        fastest = max((*data.speed_perturb, 1.0))
-
-        def frames(samples: int) -> int:
-            samples = int(samples / fastest)
-            return int(self.model.frames_for_samples(torch.tensor([samples]))[0])
-
-        cuts, report = filter_cuts(
-            cuts, self.tokenizer.encode, frames, data.min_duration, data.max_duration
-        )
-        report.dropped.update({f"manifest line {reason}": n
-                               for reason, n in self._manifest_skips.items()})  # fmt: skip
-        self.data_report = report
-        if self.dist.is_main:
-            log.info("training data: %s", report.summary())
-        if len(cuts) == 0:
-            raise ValueError(
-                f"{data.train}: no utterance is usable for training ({report.summary()})"
-            )
-        dataset = AsrDataset(
-            frontend,
-            self.tokenizer.encode,
-            max_seconds=data.max_duration + 1,
-            speed_factors=data.speed_perturb,
-        )
-        return make_dataloader(
-            cuts,
-            dataset,
-            data.max_batch_seconds,
-            shuffle=True,
-            num_workers=data.num_workers,
-            seed=self.config.run.seed,
-            num_buckets=data.num_buckets,
-            drop_last=False,  # uneven batch counts across ranks are handled in _epoch
-            preemptible=True,
-        )
 
     def _build_optimizer(self) -> None:
         optim = self.config.optim
@@ -378,8 +302,8 @@ class Trainer:
         batch = batch.to(self.dist.device)
         sync = nullcontext() if last_micro or self.ddp is self.model else self.ddp.no_sync()
         with sync:
-            with _precision(self.config, self.dist.device):
-                loss = _ctc_loss(self.ddp, batch, self.augment)
+            with autocast(self.config, self.dist.device):
+                loss = step_parts.ctc_loss(self.ddp, batch, self.augment)
             if not all_agree(bool(torch.isfinite(loss)), self.dist.device):
                 return None
             (loss / self.config.optim.accumulate).backward()
@@ -398,20 +322,12 @@ class Trainer:
             self.ema.update_parameters(self.model)
         return float(norm)
 
-    def _buffer_snapshot(self) -> list[torch.Tensor]:
-        """The model's buffers (BatchNorm running statistics) as the step starts: its forward
-        pass moves them before anyone knows whether the loss is finite."""
-        return [buffer.clone() for buffer in self.model.buffers()]
-
     def _record_bad_step(self, reason: str) -> None:
         """Drop the step: its gradients, and what its forward pass did to the running
-        statistics (a NaN batch would leave NaN means in every BatchNorm for good). Weights,
-        optimiser, schedule and EMA stay as they were. Count it in metrics.jsonl, and stop
-        after `run.max_bad_steps` in a row."""
+        statistics (`BufferSnapshot`). Weights, optimiser, schedule and EMA stay as they were.
+        Count it in metrics.jsonl, and stop after `run.max_bad_steps` in a row."""
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for buffer, saved in zip(self.model.buffers(), self._buffers, strict=True):
-                buffer.copy_(saved)
+        self._buffers.restore()
         self.state.bad_steps += 1
         self.state.bad_in_a_row += 1
         if self.dist.is_main:
@@ -443,7 +359,7 @@ class Trainer:
                 continue  # every cut of a rank's batch was unreadable: all ranks pass it by
             self._readable_batches += 1
             if micro == 0:
-                self._buffers = self._buffer_snapshot()
+                self._buffers = BufferSnapshot(self.model)
             micro += 1
             loss = self._forward_backward(batch, last_micro=micro == accumulate)
             if loss is None:
@@ -580,12 +496,7 @@ class Trainer:
     def _summarize(self) -> None:
         """The run's data summary: cuts dropped before training and skipped while reading,
         per reason, summed over ranks (rank 0 writes it to metrics.jsonl and the log)."""
-        reasons = sorted(set(self.state.skipped) | set(self._all_reasons()))
-        counts = torch.tensor([self.state.skipped.get(r, 0) for r in reasons],
-                              dtype=torch.int64, device=self.dist.device)  # fmt: skip
-        if self.dist.world_size > 1 and reasons:
-            torch.distributed.all_reduce(counts)
-        skipped = {reason: int(n) for reason, n in zip(reasons, counts, strict=True) if n}
+        skipped = summed_over_ranks(self.state.skipped, self.dist)
         if self.dist.is_main:
             record = {"step": self.state.step, "summary": "data",
                       "filtered_cuts": dict(self.data_report.dropped),
@@ -594,14 +505,6 @@ class Trainer:
             log.info("data: dropped before training %s; unreadable while training %s; "
                      "non-finite steps skipped %d", record["filtered_cuts"] or "none",
                      skipped or "none", self.state.bad_steps)  # fmt: skip
-
-    def _all_reasons(self) -> list[str]:
-        """Every skip reason any rank saw, so all ranks reduce tensors of one length."""
-        if self.dist.world_size == 1:
-            return []
-        gathered: list[list[str] | None] = [None] * self.dist.world_size
-        torch.distributed.all_gather_object(gathered, sorted(self.state.skipped))
-        return [reason for reasons in gathered for reason in reasons or []]
 
     def _final_weights(self) -> dict[str, torch.Tensor]:
         if self.ema is not None:
