@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from squeezer.structured import from_mapping, read_yaml
+
 BlockLayout = Literal["conformer", "squeezeformer"]
 ConvActivation = Literal["glu", "swish"]
 NormScheme = Literal["pre_post", "post_scale_bias"]
@@ -142,22 +144,23 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EncoderConfig:
-        """Build from a mapping; an unknown key is an error naming it."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown encoder config key(s): {', '.join(unknown)}")
-        return cls(**values)
+        """Build from a mapping, typed as a recipe is: an unknown key or a value of the wrong
+        type is a one-line ValueError naming it."""
+        return from_mapping(cls, values)
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EncoderConfig:
-        values = yaml.safe_load(Path(path).read_text())
+        """Read a YAML mapping of fields (plain YAML: no Python tags); errors name the file."""
+        values = read_yaml(path)
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of encoder config keys")
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
     @classmethod
     def preset(cls, name: str) -> EncoderConfig:

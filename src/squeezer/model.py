@@ -2,8 +2,10 @@
 
 A model directory holds `config.yaml` (encoder and frontend settings, vocabulary size),
 `model.safetensors` (the weights) and the tokenizer's files. Loading one never unpickles
-anything. The model knows neither the `.nemo` importer nor transcription: `squeezer.loading`
-and `squeezer.transcribe` use it, never the reverse.
+anything, and a directory that is not what `save_model` wrote (a damaged or foreign file, a
+config that does not match its weights) is one ValueError of one line naming the file, and the
+tensor or key when there is one. The model knows neither the `.nemo` importer nor
+transcription: `squeezer.loading` and `squeezer.transcribe` use it, never the reverse.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import torch
 import yaml
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -21,8 +24,8 @@ from squeezer.config import EncoderConfig
 from squeezer.features import FeatureConfig, LogMelFrontend
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.heads import CtcHead, CtcOutput
-from squeezer.structured import from_mapping, to_mapping
-from squeezer.text import Tokenizer, load_tokenizer
+from squeezer.structured import from_mapping, read_yaml, short_repr, to_mapping
+from squeezer.text import TOKENIZER_FILE, Tokenizer, load_tokenizer
 
 __all__ = [
     "MODEL_FORMAT",
@@ -109,39 +112,175 @@ def save_model(model: AsrModel, directory: str | Path, tokenizer: Tokenizer) -> 
 
 
 def read_settings(directory: Path) -> dict[str, Any]:
+    """The mapping in `directory`'s config.yaml, checked to be a squeezer model's (its format);
+    ValueError naming the file otherwise, FileNotFoundError when there is none."""
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no such file (is {directory} a squeezer model directory?)"
         )
-    settings = yaml.safe_load(path.read_text())
-    if not isinstance(settings, dict) or settings.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path}: not a {MODEL_FORMAT} model config")
+    settings = read_yaml(path)
+    if not isinstance(settings, dict):
+        got = "null" if settings is None else type(settings).__name__
+        raise ValueError(f"{path}: not a {MODEL_FORMAT} model config (a {got}, not a mapping)")
+    if settings.get("format") != MODEL_FORMAT:
+        got = short_repr(settings.get("format"))
+        raise ValueError(f"{path}: not a {MODEL_FORMAT} model config (format: {got})")
     return settings
+
+
+# What `model_settings` writes; `squeezer export` adds the names of its graphs.
+_SETTINGS = ("format", "vocab_size", "encoder", "features")
+_EXPORT_SETTINGS = ("onnx",)
+
+# The model's dtype -> the safetensors dtypes read into it: only conversions that change no
+# value (see `load_model_directory`).
+_READABLE = {
+    torch.float32: ("F32", "F16", "BF16"),
+    torch.int64: ("I64", "I32", "I16", "I8", "U8"),
+}
+
+
+def _architecture(directory: Path) -> tuple[EncoderConfig, FeatureConfig, int]:
+    """Encoder, frontend and vocabulary size from config.yaml, every key and type checked."""
+    path = directory / CONFIG_FILE
+    settings = read_settings(directory)
+    unknown = [key for key in settings if key not in (*_SETTINGS, *_EXPORT_SETTINGS)]
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(map(short_repr, unknown[:5]))}")
+    missing = [key for key in _SETTINGS if key not in settings]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
+    vocab_size = settings["vocab_size"]
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+        got = short_repr(vocab_size)
+        raise ValueError(f"{path}: vocab_size: expected a positive integer, got {got}")
+    try:
+        encoder = from_mapping(EncoderConfig, settings["encoder"], "encoder")
+        features = from_mapping(FeatureConfig, settings["features"], "features")
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if features.n_mels != encoder.input_dim:  # it would load, then fail on the first audio
+        raise ValueError(
+            f"{path}: features.n_mels={features.n_mels}, but the encoder takes "
+            f"input_dim={encoder.input_dim} features"
+        )
+    return encoder, features, vocab_size
+
+
+def _stored_tensors(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, safetensors dtype) of each tensor in `path`, from its header alone."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            slices = {name: file.get_slice(name) for name in file.keys()}  # noqa: SIM118
+            return {name: (tuple(s.get_shape()), s.get_dtype()) for name, s in slices.items()}
+    except (SafetensorError, OSError) as error:
+        # a pickle (torch.save) renamed, a truncated or random file: its header does not parse
+        raise ValueError(f"{path}: not a safetensors file ({_reason(error)})") from None
+
+
+def _reason(error: Exception) -> str:
+    reason = " ".join(str(error).split()).removeprefix("Error while deserializing header: ")
+    return reason if len(reason) <= 120 else reason[:117] + "..."
+
+
+def _expected_tensors(
+    encoder: EncoderConfig, features: FeatureConfig, vocab_size: int, config_path: Path
+) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Name -> (shape, dtype) of every tensor `AsrModel(encoder, vocab_size, features)` saves.
+
+    The encoder and head are built on the meta device: no memory is allocated and nothing is
+    initialised, so a config whose sizes are absurd costs nothing before it is refused.
+    """
+    try:
+        with torch.device("meta"):
+            parts = {
+                "encoder": SequenceEncoder(encoder),
+                "ctc_head": CtcHead(encoder.d_model, vocab_size),
+            }
+    except Exception as error:  # sizes that torch cannot hold fail in torch, in many ways
+        first = " ".join(str(error).splitlines()[0].split())[:120]
+        raise ValueError(f"{config_path}: the encoder cannot be built ({first})") from None
+    parts["frontend"] = LogMelFrontend(features)  # its filters are computed, not stored
+    return {
+        f"{prefix}.{name}": (tuple(tensor.shape), tensor.dtype)
+        for prefix, module in parts.items()
+        for name, tensor in module.state_dict().items()
+    }
+
+
+_MISFIT = "weights do not fit the config"
+
+
+def _check_weights(
+    path: Path,
+    stored: dict[str, tuple[tuple[int, ...], str]],
+    expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
+) -> None:
+    """The tensors in `path` are exactly those the config needs, of its shapes and dtypes."""
+    missing = [name for name in expected if name not in stored]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(f"{path}: {_MISFIT}: tensor {missing[0]} is missing{more}")
+    extra = [name for name in stored if name not in expected]
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise ValueError(f"{path}: {_MISFIT}: tensor {short_repr(extra[0])} is extra{more}")
+    for name, (shape, dtype) in expected.items():
+        stored_shape, stored_dtype = stored[name]
+        if stored_shape != shape:
+            raise ValueError(
+                f"{path}: {_MISFIT}: tensor {name} has shape {stored_shape}, the config needs "
+                f"{shape}"
+            )
+        if stored_dtype not in _READABLE.get(dtype, ()):
+            wanted = str(dtype).removeprefix("torch.")
+            raise ValueError(f"{path}: tensor {name} is {stored_dtype}, the model needs {wanted}")
 
 
 def load_model_directory(directory: str | Path, device: str | torch.device = "cpu") -> AsrModel:
     """Read a model directory written by `save_model` (or `squeezer train`); eval mode,
-    tokenizer attached. `squeezer.load_model` also takes `.nemo` files."""
+    tokenizer attached. `squeezer.load_model` also takes `.nemo` files.
+
+    Everything is checked before a weight is allocated: config.yaml's keys and types, then
+    model.safetensors' header against the tensors that config needs (names, shapes, dtypes),
+    then its values (finite), then the tokenizer's size against the CTC head. Any mismatch is
+    a one-line ValueError naming the file and the tensor or key.
+
+    Dtypes: a tensor is read only where the conversion changes no value. float16 and bfloat16
+    weights widen exactly into float32 and load; float64 weights (which would be rounded),
+    integer, bool or complex weights, and a float BatchNorm counter are refused, naming the
+    tensor and its dtype. NeMo and transformers cast such tensors silently; a file holding them
+    was not written by `save_model`, so it is more likely damaged or foreign than meant.
+    """
     directory = Path(directory)
-    settings = read_settings(directory)
-    encoder = from_mapping(EncoderConfig, settings["encoder"], "encoder")
-    features = from_mapping(FeatureConfig, settings["features"], "features")
-    model = AsrModel(encoder, int(settings["vocab_size"]), features)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: no such file")
+    config, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    encoder, features, vocab_size = _architecture(directory)
+    stored = _stored_tensors(weights)
+    if encoder.num_layers > len(stored):
+        # Every block stores tensors, so this cannot match; and building a million blocks
+        # takes minutes even on the meta device.
+        raise ValueError(
+            f"{weights}: {_MISFIT}: {len(stored)} tensors, too few for "
+            f"encoder.num_layers={encoder.num_layers}"
+        )
+    _check_weights(weights, stored, _expected_tensors(encoder, features, vocab_size, config))
     try:
         state = load_file(str(weights))
-    except Exception as error:  # safetensors raises its own error types
-        raise ValueError(f"{weights}: not a readable safetensors file ({error})") from error
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # a tensor of the wrong shape
-        first = str(error).strip().splitlines()[-1].strip()
-        raise ValueError(f"{weights}: weights do not fit the config ({first})") from None
-    if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not fit the config (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")  # fmt: skip
-    model.tokenizer = load_tokenizer(directory)
+    except (SafetensorError, OSError) as error:  # the header parsed, the data did not
+        raise ValueError(f"{weights}: not a readable safetensors file ({_reason(error)})") from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(f"{weights}: tensor {name} holds NaN or infinite values")
+    model = AsrModel(encoder, vocab_size, features)
+    model.load_state_dict(state, strict=True)  # names and shapes were checked above
+    tokenizer = load_tokenizer(directory)
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(
+            f"{directory / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, but {config} says "
+            f"vocab_size={vocab_size}"
+        )
+    model.tokenizer = tokenizer
     return model.to(device).eval()

@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import sentencepiece as spm
 
+from squeezer.structured import short_repr
 from squeezer.text.nemo_style import nemo_punctuation, strip_space_before_punctuation
 from squeezer.text.normalize import NORMALIZER, normalize_text
 
@@ -93,14 +94,15 @@ class CharTokenizer:
         symbols = tuple(symbols)
         self.decode_style = _check_style(decode_style)
         if decode_style == "squeezer" and (not symbols or symbols[0] != " "):
-            raise ValueError(f"the first symbol must be the space ' ', got {symbols[:1]}")
+            first = short_repr(symbols[:1])
+            raise ValueError(f"the first symbol must be the space ' ', got {first}")
         if not symbols:
             raise ValueError("a character vocabulary needs at least one symbol")
         for symbol in symbols:
             if not isinstance(symbol, str) or len(symbol) != 1:
-                raise ValueError(f"symbols must be single characters, got {symbol!r}")
+                raise ValueError(f"symbols must be single characters, got {short_repr(symbol)}")
         if len(set(symbols)) != len(symbols):
-            raise ValueError(f"symbols must be distinct, got {''.join(symbols)!r}")
+            raise ValueError(f"symbols must be distinct, got {short_repr(''.join(symbols))}")
         self._symbols = symbols
         self._ids = {symbol: index for index, symbol in enumerate(symbols, start=1)}
         self._punctuation = nemo_punctuation(symbols)
@@ -147,11 +149,17 @@ class SentencePieceTokenizer:
     def __init__(self, model_proto: bytes, decode_style: DecodeStyle = "squeezer") -> None:
         self._model_proto = bytes(model_proto)
         self.decode_style = _check_style(decode_style)
+        if not self._model_proto:  # SentencePiece takes it for "no model", and logs to stderr
+            raise ValueError("not a SentencePiece model (the file is empty)")
         try:
             self._processor = spm.SentencePieceProcessor(model_proto=self._model_proto)
         except RuntimeError as error:
             raise ValueError(f"not a SentencePiece model ({_reason(error)})") from error
-        self._punctuation = nemo_punctuation(self.tokens())
+        try:
+            tokens = self.tokens()
+        except UnicodeDecodeError:  # a damaged file can parse with a piece that is not text
+            raise ValueError("not a SentencePiece model (a piece is not UTF-8 text)") from None
+        self._punctuation = nemo_punctuation(tokens)
 
     @classmethod
     def train(
@@ -254,10 +262,17 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         return _load_sentencepiece(path, settings)
     if kind != "char":
         expected = get_args(TokenizerKind)
-        raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; expected one of {expected}")
+        raise ValueError(
+            f"{path}: unknown tokenizer kind {short_repr(kind)}; expected one of {expected}"
+        )
     symbols = settings.get("symbols")
     if not isinstance(symbols, list):
-        raise ValueError(f"{path}: 'symbols' must be a list of characters, got {symbols!r}")
+        got = short_repr(symbols)
+        raise ValueError(f"{path}: 'symbols' must be a list of characters, got {got}")
+    odd = [symbol for symbol in symbols if not isinstance(symbol, str)]
+    if odd:  # checked here: CharTokenizer would hash it, and a list cannot be hashed
+        got = short_repr(odd[0])
+        raise ValueError(f"{path}: 'symbols' must be a list of characters, got {got} in it")
     try:
         return CharTokenizer(symbols, _read_style(path, settings))
     except ValueError as error:
@@ -268,7 +283,9 @@ def _load_sentencepiece(path: Path, settings: dict[str, Any]) -> SentencePieceTo
     """The SentencePiece model that the `tokenizer.json` at `path` names, checked against it."""
     model_file = settings.get("model_file")
     if not isinstance(model_file, str) or Path(model_file).name != model_file:
-        raise ValueError(f"{path}: model_file must be a file name beside it, got {model_file!r}")
+        raise ValueError(
+            f"{path}: model_file must be a file name beside it, got {short_repr(model_file)}"
+        )
     model_path = path.parent / model_file
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: the SentencePiece model named by {path} is missing")
@@ -279,7 +296,7 @@ def _load_sentencepiece(path: Path, settings: dict[str, Any]) -> SentencePieceTo
     if tokenizer.vocab_size != settings.get("vocab_size"):
         raise ValueError(
             f"{model_path}: {tokenizer.vocab_size} pieces, but {path} says "
-            f"{settings.get('vocab_size')!r}"
+            f"{short_repr(settings.get('vocab_size'))}"
         )
     return tokenizer
 
@@ -304,7 +321,8 @@ def _trainer_options(vocab_size: int, model_type: ModelType) -> dict[str, Any]:
 
 def _check_style(style: str) -> DecodeStyle:
     if style not in get_args(DecodeStyle):
-        raise ValueError(f"decode_style={style!r} is not one of {', '.join(get_args(DecodeStyle))}")
+        allowed = ", ".join(get_args(DecodeStyle))
+        raise ValueError(f"decode_style={short_repr(style)} is not one of {allowed}")
     return style  # type: ignore[return-value]
 
 
@@ -344,14 +362,18 @@ def _read_settings(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no such tokenizer file")
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    except RecursionError:
+        raise ValueError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as error:  # bad UTF-8, bad JSON, or an integer of over 4300 digits
+        raise ValueError(f"{path}: not valid JSON ({' '.join(str(error).split())[:120]})") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be read ({error.strerror or error})") from None
     if not isinstance(settings, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(settings).__name__}")
     if settings.get("normalizer") != NORMALIZER:
         raise ValueError(
-            f"{path}: made for text normaliser {settings.get('normalizer')!r}, but this version "
-            f"normalises as {NORMALIZER!r}; rebuild the tokenizer"
+            f"{path}: made for text normaliser {short_repr(settings.get('normalizer'))}, but "
+            f"this version normalises as {NORMALIZER!r}; rebuild the tokenizer"
         )
     return settings
 
@@ -366,4 +388,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _reason(error: RuntimeError) -> str:
     """SentencePiece's message without its C++ source location and check expression."""
-    return str(error).rpartition("] ")[2] or str(error)
+    text = " ".join(str(error).split())
+    if "ParseFromArray" in text:  # the failed check is all it says
+        return "its protobuf does not parse"
+    return text.rpartition("] ")[2][:120] or text[:120]

@@ -15,6 +15,7 @@ When fine-tuning, the architecture and the frontend are the init model's: leave 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -23,7 +24,7 @@ import yaml
 
 from squeezer.config import EncoderConfig
 from squeezer.features import FeatureConfig, SpecAugmentConfig
-from squeezer.structured import apply_overrides, from_mapping, to_mapping
+from squeezer.structured import apply_overrides, from_mapping, read_yaml, short_repr, to_mapping
 
 __all__ = [
     "DataConfig",
@@ -36,11 +37,34 @@ __all__ = [
 ]
 
 
+def _check(section: str, config: Any, name: str, ok: Callable[[Any], bool], what: str) -> None:
+    """ValueError `section.name=value must be what` unless `ok(value)`: a recipe's numbers are
+    checked when it loads, not when training reaches them (or silently misbehaves)."""
+    value = getattr(config, name)
+    if value is not None and not ok(value):
+        raise ValueError(f"{section}.{name}={short_repr(value)} must be {what}")
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _at_least_one(value: int) -> bool:
+    return value >= 1
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
     kind: Literal["char", "sentencepiece"] = "sentencepiece"
     vocab_size: int = 128  # SentencePiece only; characters take what the text holds
     model_type: Literal["unigram", "bpe"] = "unigram"
+
+    def __post_init__(self) -> None:
+        _check("tokenizer", self, "vocab_size", _at_least_one, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,14 @@ class DataConfig:
     num_workers: int = 1
     num_buckets: int = 10
     speed_perturb: tuple[float, ...] = ()  # e.g. [0.9, 1.0, 1.1]; one drawn per utterance
+
+    def __post_init__(self) -> None:
+        _check("data", self, "max_batch_seconds", _positive, "> 0")
+        _check("data", self, "min_duration", _non_negative, ">= 0")
+        _check("data", self, "max_duration", lambda v: v > self.min_duration, "> data.min_duration")
+        _check("data", self, "num_workers", _non_negative, ">= 0")
+        _check("data", self, "num_buckets", _at_least_one, ">= 1")
+        _check("data", self, "speed_perturb", lambda v: all(f > 0 for f in v), "factors > 0")
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,18 @@ class OptimConfig:
     min_lr: float = 1e-5
     grad_clip: float = 1.0
     accumulate: int = 1  # batches per optimiser step
+
+    def __post_init__(self) -> None:
+        # the schedules' own bounds (squeezer.training.schedule), checked before any data loads
+        _check("optim", self, "peak_lr", _positive, "> 0")
+        _check("optim", self, "betas", lambda v: all(0 <= b < 1 for b in v), "in [0, 1)")
+        _check("optim", self, "weight_decay", _non_negative, ">= 0")
+        _check("optim", self, "warmup_steps", _at_least_one, ">= 1")
+        _check("optim", self, "hold_steps", _non_negative, ">= 0")
+        _check("optim", self, "decay_rate", _non_negative, ">= 0")
+        _check("optim", self, "min_lr", lambda v: 0 <= v <= self.peak_lr, "in [0, optim.peak_lr]")
+        _check("optim", self, "grad_clip", _positive, "> 0")
+        _check("optim", self, "accumulate", _at_least_one, ">= 1")
 
 
 @dataclass(frozen=True)
@@ -84,6 +128,16 @@ class RunConfig:
     max_bad_steps: int = 20  # non-finite steps in a row before the run stops
     device: str = "auto"  # auto: cuda if present (the local rank's), else cpu
     tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_steps", "log_every", "checkpoint_every", "keep_last",
+                     "average_last", "max_bad_steps"):  # fmt: skip
+            _check("run", self, name, _at_least_one, ">= 1")
+        _check("run", self, "max_minutes", _positive, "> 0")
+        # seed + rank seeds torch, numpy and random: all take a non-negative 64-bit integer
+        _check("run", self, "seed", lambda v: 0 <= v < 2**63, "in [0, 2**63)")
+        _check("run", self, "ema_decay", lambda v: 0 <= v < 1, "in [0, 1) (0: off)")
+        _check("run", self, "device", lambda v: v in ("auto", "cuda", "cpu"), "auto, cuda or cpu")
 
 
 Vocabulary = Literal["keep", "new"]
@@ -171,27 +225,38 @@ class TrainConfig:
         Path(path).write_text(yaml.safe_dump(to_mapping(self), sort_keys=False))
 
 
+def _absolute(path: str, base: Path, name: str) -> str:
+    """`path` resolved against `base`; ValueError naming the setting for a path the OS cannot
+    take (a NUL byte, a symlink loop)."""
+    try:
+        return str((base / path).resolve())
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ValueError(f"{name}: cannot use {short_repr(path)} as a path ({error})") from None
+
+
 def _resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
-    def resolve(path: str | None) -> str | None:
-        if not path:
+    # Set directly, not through `--set data.train=PATH`: a path is not YAML (": " or " #" in a
+    # folder name would parse as a mapping or a comment).
+    def resolve(path: str | None, name: str) -> str | None:
+        if not path or Path(path).is_absolute():  # an absolute manifest path stays as written
             return path
-        return str(Path(path) if Path(path).is_absolute() else (base / path).resolve())
+        return _absolute(path, base, name)
 
     data = config.data
-    resolved = {"train": resolve(data.train), "dev": resolve(data.dev)}
-    return apply_overrides(config, [f"data.{k}={v if v else 'null'}" for k, v in resolved.items()])
+    train, dev = resolve(data.train, "data.train"), resolve(data.dev, "data.dev")
+    return replace(config, data=replace(data, train=train, dev=dev))
 
 
 def _resolve_init(config: TrainConfig, base: Path, init: str | Path | None) -> TrainConfig:
     """finetune.init made absolute: `init` (the command line's) against the working folder, a
     recipe's own against the recipe's folder."""
     if init is not None:
-        path = Path(init).resolve()
+        path = _absolute(str(init), Path.cwd(), "--init")
     elif config.finetune.init is not None:
-        path = (base / config.finetune.init).resolve()  # an absolute init stays as it is
+        path = _absolute(config.finetune.init, base, "finetune.init")  # an absolute one too
     else:
         return config
-    return replace(config, finetune=replace(config.finetune, init=str(path)))
+    return replace(config, finetune=replace(config.finetune, init=path))
 
 
 def _leave_architecture_to_init(config: TrainConfig, given: set[str]) -> TrainConfig:
@@ -207,20 +272,42 @@ def load_recipe(
 
     `init` (`squeezer train --init`) sets finetune.init; when fine-tuning, `model` and
     `features` the recipe and overrides leave out become None (the init model's).
+
+    Any problem is one ValueError of one line (FileNotFoundError for a missing recipe): one in
+    the file starts with its path and names the key (`r.yaml: optim.peak_lr: expected a
+    number, got 'abc'`); a bad `--set` names its key. The file is read as plain YAML data, so
+    tags such as `!!python/object` are refused, never run.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such recipe")
-    values: Any = yaml.safe_load(path.read_text()) or {}
-    config = apply_overrides(from_mapping(TrainConfig, values), overrides or [])
-    config = _resolve_init(config, path.parent, init)
-    if config.finetune.init is not None:
-        given = set(values) | {
-            item.partition("=")[0].strip().split(".")[0] for item in overrides or []
-        }
-        config = _leave_architecture_to_init(config, given)
-    if config.model is not None or config.encoder is not None:
-        config.encoder_config()  # fail now on a bad preset name, not after data loading
-    if not config.data.train:
-        raise ValueError(f"{path}: data.train (the training manifest) is required")
-    return _resolve_paths(config, path.parent)
+    values: Any = read_yaml(path)
+    if values is None:  # an empty file (or only comments): every default
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"{path}: expected a mapping of sections (model, data, optim, ...), "
+            f"got {'a list' if isinstance(values, list) else type(values).__name__}"
+        )
+    try:
+        config = from_mapping(TrainConfig, values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    config = apply_overrides(config, overrides or [])  # its errors name the --set key
+    try:
+        config = _resolve_init(config, path.parent, init)
+        if config.finetune.init is not None:
+            given = set(values) | {
+                item.partition("=")[0].strip().split(".")[0] for item in overrides or []
+            }
+            config = _leave_architecture_to_init(config, given)
+        # Fail now on a bad preset name, not after loading. Neither model nor encoder is
+        # legitimate here: --resume of a fine-tuning run takes the checkpoint's architecture
+        # (a run from scratch without either stops when it builds its model).
+        if config.model is not None or config.encoder is not None:
+            config.encoder_config()
+        if not config.data.train:
+            raise ValueError("data.train (the training manifest) is required")
+        return _resolve_paths(config, path.parent)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
