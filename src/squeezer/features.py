@@ -150,6 +150,13 @@ class FeatureConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
+        # Upper bounds far above any real frontend, so a damaged config.yaml is an error and
+        # not gigabytes of FFT buffers and filterbanks (n_fft 2**30 would be 4 GiB per frame).
+        for name, most in (("sample_rate", 384_000), ("n_fft", 1 << 16), ("n_mels", 1024),
+                           ("hop_length", 1 << 16), ("pad_to", 1 << 16)):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, int) and value > most:
+                raise ValueError(f"{name}={value!r} exceeds {most}")
         if self.win_length > self.n_fft:
             raise ValueError(f"win_length={self.win_length} must not exceed n_fft={self.n_fft}")
         if self.exact_pad and self.hop_length % 2:
