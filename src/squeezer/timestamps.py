@@ -18,7 +18,18 @@ import torch
 from squeezer.nn.heads import BLANK
 from squeezer.text import Tokenizer
 
-__all__ = ["Timing", "ctc_timings", "format_srt", "format_vtt", "subtitle_cues", "word_timings"]
+__all__ = [
+    "Timing",
+    "ctc_timings",
+    "format_srt",
+    "format_vtt",
+    "frame_energies",
+    "segments_from_energies",
+    "snap_to_speech",
+    "speech_segments",
+    "subtitle_cues",
+    "word_timings",
+]
 
 WORD_START = "\u2581"  # sentencepiece's word-start mark
 
@@ -176,11 +187,25 @@ def speech_segments(waveform: torch.Tensor, sample_rate: int) -> list[tuple[floa
     """(N,) -> (start, end) seconds of the stretches of speech: 10 ms frames whose energy is
     12 dB above the recording's floor (its 5th percentile), gaps under 60 ms closed. Empty
     when the recording has no pauses to find (loud and quiet frames within 20 dB)."""
+    return segments_from_energies(frame_energies(waveform, sample_rate))
+
+
+def frame_energies(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(N,) -> (N // hop,) float64 energies in dB of the whole 10 ms frames (hop samples each).
+
+    Each frame's energy depends on its own samples only, so a long recording can be fed in
+    pieces whose lengths are multiples of hop and the energies concatenated: 100 numbers a
+    second are all `segments_from_energies` needs, not the 16,000 samples."""
     hop = round(SPEECH_FRAME_S * sample_rate)
     frames = waveform[: waveform.numel() // hop * hop].double().view(-1, hop)  # (K, hop)
-    if frames.size(0) < 2:
+    return 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-12)  # (K,) dB
+
+
+def segments_from_energies(energy: torch.Tensor) -> list[tuple[float, float]]:
+    """(K,) dB energies of a whole recording's 10 ms frames -> its speech segments, seconds
+    (see `speech_segments`)."""
+    if energy.numel() < 2:
         return []
-    energy = 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-12)  # (K,) dB
     floor, loud = torch.quantile(energy, 0.05), torch.quantile(energy, 0.99)
     if loud - floor < MIN_CONTRAST_DB:
         return []

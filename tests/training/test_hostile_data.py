@@ -95,8 +95,8 @@ def hostile(corpus, tmp_path_factory) -> tuple[Path, dict]:
         "filtered": {"shorter than 0.2 s": 0, "longer than 20.0 s": 1, "empty transcript": 1,
                      "more tokens than encoder frames (CTC cannot align)": 1,
                      "manifest line not UTF-8": 1, "manifest line not JSON": 1},
-        "skipped": {"missing file": 1, "unreadable audio": 1, "empty audio": 1,
-                    "non-finite samples": 1},  # the FLAC cut in half: "decoder lost sync"
+        "skipped": {"missing file": 1, "truncated or corrupt audio": 1, "empty audio": 1,
+                    "non-finite samples": 1},
         "good": len(cuts) + 3,  # the repeats, and the 8 kHz, stereo and 8-bit files
         "bad": 12,
     }  # fmt: skip
