@@ -48,3 +48,21 @@ def first_utterances(corpus: Path, count: int, path: Path) -> Path:
     from squeezer.data.manifests import load_cuts, save_cuts
 
     return save_cuts(load_cuts(corpus / "train.jsonl.gz").subset(first=count), path)
+
+
+LONGEST_ERROR = 400  # an error quotes values cut short, never a whole alias bomb or tensor
+
+
+def assert_one_line_error(message: str, *names: str) -> None:
+    """A user error as fuzzing expects it: one short line holding each of `names`."""
+    assert "\n" not in message and "\r" not in message, message
+    assert len(message) <= LONGEST_ERROR, message[:LONGEST_ERROR]
+    assert all(name in message for name in names), (names, message)
+
+
+def flip_bytes(data: bytes, rng, flips: int, start: int = 0) -> bytes:
+    """`data` with `flips` bytes at or after `start` replaced by random ones (seeded `rng`)."""
+    flipped = bytearray(data)
+    for _ in range(flips):
+        flipped[rng.randrange(start, len(flipped))] = rng.randrange(256)
+    return bytes(flipped)

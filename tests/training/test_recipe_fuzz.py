@@ -22,6 +22,7 @@ import yaml
 from squeezer.cli import main
 from squeezer.structured import from_mapping, to_mapping
 from squeezer.training.recipe import TrainConfig, load_recipe
+from tests.conftest import assert_one_line_error
 
 REPO = Path(__file__).parents[2]
 RECIPES = sorted([*REPO.glob("configs/recipes/*.yaml"), *REPO.glob("configs/demo/*.yaml")])
@@ -29,7 +30,6 @@ RECIPES = sorted([*REPO.glob("configs/recipes/*.yaml"), *REPO.glob("configs/demo
 # which nothing in a recipe should ever raise).
 USER_ERRORS = (ValueError, FileNotFoundError)
 MARKER = "PWNED"  # what the code-running payloads would create
-LONGEST_MESSAGE = 400  # a message quotes values cut short, never a whole alias bomb
 
 # Values of the wrong type for some field or other: containers, text for numbers, numbers for
 # text and Literals, null, a bool, a 64-bit overflow, a float overflow, NaN, infinity, negatives.
@@ -87,10 +87,7 @@ def _check(outcome: TrainConfig | Exception, *names: str) -> None:
         # data re-checks them all (and NaN, never equal to itself, would fail the comparison).
         assert from_mapping(TrainConfig, to_mapping(outcome)) == outcome
         return
-    message = str(outcome)
-    assert "\n" not in message and "\r" not in message, message
-    assert len(message) <= LONGEST_MESSAGE, message[:LONGEST_MESSAGE]
-    assert all(name in message for name in names), (names, message)
+    assert_one_line_error(str(outcome), *names)
 
 
 def _error(outcome: TrainConfig | Exception, *names: str) -> str:
