@@ -63,7 +63,7 @@ demo-gpu: venv system-deps
 DEMO_MODEL := results/demo/runs/squeezeformer/model
 DEMO_TEST := data/synth-demo/test.jsonl.gz
 bench: venv
-	$(PY) -m squeezer bench --rounds 3 --out docs/benchmarks.md
+	$(PY) -m squeezer bench --rounds 5 --out docs/benchmarks.md
 	$(PY) -m squeezer bench-deploy squeezeformer-xs \
 		$$(test -f $(DEMO_MODEL)/config.yaml && test -f $(DEMO_TEST) && echo $(DEMO_MODEL)) \
 		--manifest $(DEMO_TEST) --rounds 5 --out docs/benchmarks.md

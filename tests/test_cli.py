@@ -33,4 +33,5 @@ def test_report_sections_replace_only_their_own_text(tmp_path):
     text = path.read_text()
     assert "second A" in text and "first A" not in text and "only B" in text
     assert text.index("second A") < text.index("only B")
+    assert "<!-- a: end -->\n\n<!-- b: start -->" in text  # the blank line between stays
     assert not (tmp_path / "benchmarks.md.tmp").exists()

@@ -20,7 +20,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from squeezer.analysis.bench import _cpu_model
+from squeezer.analysis.bench import cpu_model
 from squeezer.cli import write_report_section
 
 WORKER = Path(__file__).with_name("bench_nemo_worker.py")
@@ -82,7 +82,7 @@ def report(results: dict[str, list[dict]], rounds: int, threads: int, command: s
         "",
         f"squeezer / NeMo: {ratio[0]:.2f}x forward, {ratio[1]:.2f}x forward+backward.",
         "",
-        f"- machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, torch "
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch "
         f"{ours[0]['torch']} (squeezer) / {nemo[0]['torch']} (NeMo venv)",
         f"- date: {datetime.now(timezone.utc).date().isoformat()}",
         f"- command: `{command}`",

@@ -1,41 +1,15 @@
-"""The benchmark's bookkeeping (never its timings: speed is measured by `make bench`)."""
+"""The benchmark's shared pieces (never its timings: speed is measured by `make bench`)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from squeezer.analysis import bench_peer
-from squeezer.analysis.bench import BenchRow, format_markdown, run_benchmark
-
-
-def row(implementation: str, preset: str, fwd: float, train: float) -> BenchRow:
-    return BenchRow(
-        implementation=implementation,
-        preset=preset,
-        params=9_000_000,
-        forward_audio_s_per_s=fwd,
-        train_audio_s_per_s=train,
-        output_frames=250,
-        threads=2,
-        repeats=3,
-    )
-
-
-def test_markdown_table_has_ratios_against_the_peer_and_the_command():
-    rows = [
-        row("squeezer", "squeezeformer-xs", 200.0, 50.0),
-        row("squeezeformer", "squeezeformer-xs", 100.0, 40.0),
-    ]
-    text = format_markdown(rows, command="squeezer bench --rounds 3")
-    assert "| 2.00x | 1.25x |" in text
-    assert "`squeezer bench --rounds 3`" in text
-    assert "squeezeformer-xs" in text and "72 s of audio" in text
-
-
-def test_markdown_without_peer_has_no_ratios():
-    text = format_markdown([row("squeezer", "squeezeformer-sm", 80.0, 20.0)], command="x")
-    assert "| — | — |" in text
+from squeezer.analysis.bench import last_error_line, worker_env
 
 
 def test_batch_follows_the_protocol():
@@ -46,10 +20,22 @@ def test_batch_follows_the_protocol():
     assert sum(bench_peer.batch_lengths()) * bench_peer.FRAME_SHIFT_S == pytest.approx(72.0)
 
 
-def test_bad_arguments_fail_before_any_timing():
-    with pytest.raises(ValueError, match="squeezeformer-xxl"):
-        run_benchmark(["squeezeformer-xxl"], include_peer=False)
+def test_the_peer_has_no_model_without_a_temporal_unet():
     with pytest.raises(ValueError, match="no Temporal U-Net"):
         bench_peer.peer_kwargs("conformer-s")
-    with pytest.raises(ValueError, match="rounds=0"):
-        run_benchmark(["squeezeformer-xs"], rounds=0)
+
+
+def test_a_child_sees_fixed_threads_and_the_peer_only_when_asked(tmp_path: Path):
+    peer = worker_env(2, tmp_path / "peer")
+    ours = worker_env(2, None)
+    assert peer["OMP_NUM_THREADS"] == peer["MKL_NUM_THREADS"] == "2"
+    assert peer["PYTHONPATH"].split(os.pathsep)[0] == str(tmp_path / "peer")
+    assert str(tmp_path / "peer") not in ours["PYTHONPATH"].split(os.pathsep)
+
+
+def test_the_error_line_of_a_child():
+    assert last_error_line("noise\nERROR: no matching version\nmore\n") == (
+        "ERROR: no matching version"
+    )
+    assert last_error_line("Traceback\n  ...\nValueError: bad\n") == "ValueError: bad"
+    assert last_error_line("") == "no error output"
