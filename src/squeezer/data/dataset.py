@@ -38,7 +38,6 @@ __all__ = [
     "filter_cuts",
     "load_cut_audio",
     "make_dataloader",
-    "skip_reason",
     "speed_perturb",
 ]
 
@@ -140,17 +139,12 @@ def load_cut_audio(cut: Cut, max_seconds: float | None = None) -> np.ndarray:
     return segment
 
 
-def skip_reason(error: AudioError) -> str:
-    """The category a skipped cut is counted under (metrics, summaries): a few fixed words."""
-    return error.kind
-
-
 @dataclass
 class AsrBatch:
     """features (B, T, F), feature_lengths (B,), targets (B, S) zero-padded, target_lengths.
 
-    `skipped`: the cuts of the sampled batch that could not be read, as (cut id, path, reason
-    category, message), so the training loop and `evaluate` can count and report them (a
+    `skipped`: the cuts of the sampled batch that could not be read, as (cut id, path,
+    `AudioError.kind`, message), so the training loop and `evaluate` can count and report them (a
     DataLoader worker's log lines would reach nobody's summary).
     """
 
@@ -233,7 +227,7 @@ class AsrDataset(Dataset):
                 waveform = load_cut_audio(cut, self.max_seconds)
             except AudioError as error:
                 log.warning("skipping %s: %s", cut.id, error)
-                skipped.append((cut.id, error.path, skip_reason(error), error.reason))
+                skipped.append((cut.id, error.path, error.kind, error.reason))
                 continue
             if self.speed_factors:
                 pick = int(generator.integers(len(self.speed_factors)))
