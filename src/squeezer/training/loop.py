@@ -87,7 +87,7 @@ class Trainer:
         seed_everything(config.run.seed + self.dist.rank)
         if self.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-        cuts, self._manifest_skips = read_manifest(config.data.train)
+        cuts, manifest_skips = read_manifest(config.data.train)
         checkpoint, built = None, {}
         if resume:
 
@@ -104,7 +104,7 @@ class Trainer:
             self.config.to_yaml(out_dir / "config.yaml")
         self.model.to(self.dist.device)
         self.loader, self.data_report = training_loader(
-            self.config, self.model, self.tokenizer, cuts, self._manifest_skips, self.dist
+            self.config, self.model, self.tokenizer, cuts, manifest_skips, self.dist
         )
         self.augment = SpecAugment(config.spec_augment) if config.spec_augment else None
         self._build_optimizer()
