@@ -78,6 +78,10 @@ def test_per_utterance_rows() -> None:
         "deletions": 0,
         "insertions": 0,
         "reference_words": 2,
+        "char_errors": 0,
+        "reference_chars": 3,
     }
     assert (rows[1]["wer"], rows[1]["cer"]) == (pytest.approx(2 / 4), pytest.approx(3 / 7))
+    assert (rows[1]["char_errors"], rows[1]["reference_chars"]) == (3, 7)
+    assert (rows[2]["char_errors"], rows[2]["reference_chars"]) == (2, 0)
     assert (rows[2]["insertions"], math.isinf(rows[2]["wer"])) == (1, True)

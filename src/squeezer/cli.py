@@ -21,7 +21,7 @@ log = logging.getLogger("squeezer")
 
 Verb = Callable[[argparse.Namespace], int]
 # squeezer.demo.DEMO_RECIPES, spelled out so that `--help` does not import the training stack
-_DEMO_RECIPES = (Path("configs/demo/conformer.yaml"), Path("configs/demo/squeezeformer.yaml"))
+_DEMO_RECIPES = ("demo/conformer", "demo/squeezeformer")
 
 
 def _command_line(verb: str) -> str:
@@ -199,6 +199,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipes(args: argparse.Namespace) -> int:
+    """The recipes inside the package, each with its first comment line; or one printed."""
+    from squeezer.training.recipe import find_recipe, packaged_recipes
+
+    if args.name is not None:
+        print(find_recipe(args.name).read_text(), end="")
+        return 0
+    for name, path in packaged_recipes().items():
+        first = path.read_text().splitlines()[0].lstrip("# ")
+        print(f"{name:<30} {first}")
+    return 0
+
+
 def _import_nemo(args: argparse.Namespace) -> int:
     """Convert a NeMo .nemo CTC checkpoint into a squeezer model directory."""
     from squeezer.nemo import import_nemo
@@ -301,21 +314,24 @@ def _plot(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """Conformer versus Squeezeformer: corpus, training, scoring, report (`make demo`)."""
     from squeezer.demo import DemoSettings, run_demo, write_demo_results
-    from squeezer.demo_report import comparison_table, group_table, verdict
+    from squeezer.demo_report import comparison_table, group_table, pairs_table, verdict
 
     settings = DemoSettings(
         recipes=tuple(args.recipes), corpus=args.corpus, size=args.size, out=args.out,
-        steps=args.steps, minutes=args.minutes, beam=args.beam, show=args.show, jobs=args.jobs,
-        overrides=tuple(args.set), require_cuda=args.gpu,
+        steps=args.steps, minutes=args.minutes, seeds=args.seeds, parallel=args.parallel,
+        beam=args.beam, show=args.show, jobs=args.jobs, overrides=tuple(args.set),
+        require_cuda=args.gpu,
     )  # fmt: skip
-    results, examples = run_demo(settings)
+    outcome = run_demo(settings)
     print()
-    for example in examples:
+    for example in outcome.examples:
         print(f"{Path(example['file']).name} ({example['group']})")
         print(f"  REF: {example['reference']}\n  HYP: {example['hypothesis']}")
-    print("\n" + comparison_table(results) + "\n\n" + group_table(results) + "\n")
-    print("\n".join(verdict(results)))
-    report = write_demo_results(settings, results, examples, _command_line("demo"))
+    print("\n" + comparison_table(outcome.results) + "\n\n" + group_table(outcome.results))
+    if outcome.comparisons:
+        print("\n" + pairs_table(outcome.comparisons))
+    print("\n" + "\n".join(verdict(outcome.results, outcome.comparisons)))
+    report = write_demo_results(settings, outcome, _command_line("demo"))
     print(f"\nwrote {report} (and results.json and plots beside it)")
     return 0
 
@@ -435,7 +451,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     synth.add_argument("--jobs", type=int, default=None, help="processes (default: all cores)")
 
     train = verbs.add_parser("train", help="train a CTC model from a recipe YAML")
-    train.add_argument("recipe", type=Path)
+    train.add_argument(
+        "recipe", help="a recipe YAML file, or a packaged recipe's name (`squeezer recipes`)"
+    )
     train.add_argument("--out", type=Path, required=True, help="run directory")
     train.add_argument(
         "--set",
@@ -498,17 +516,24 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
     transcribe.add_argument("--overlap", type=float, default=2.0, help="overlap seconds")
     transcribe.add_argument("--device", default="cpu")
 
+    recipes = verbs.add_parser("recipes", help="list the packaged recipes, or print one")
+    recipes.add_argument("name", nargs="?", help="print this recipe (to copy and edit)")
+
     plot = verbs.add_parser("plot", help="training curves (loss, dev WER/CER, LR) as a PNG")
     plot.add_argument("runs", type=Path, nargs="+", help="run directories")
     plot.add_argument("--out", type=Path, help="PNG path (default: RUN/curves.png)")
     plot.add_argument("--x", choices=["step", "time_s"], default="step", help="horizontal axis")
 
     demo = verbs.add_parser("demo", help="train and compare Conformer and Squeezeformer")
-    demo.add_argument("--recipes", type=Path, nargs="+", default=list(_DEMO_RECIPES))
+    demo.add_argument("--recipes", nargs="+", default=list(_DEMO_RECIPES),
+                      help="recipe files or packaged names (default: %(default)s)")  # fmt: skip
     demo.add_argument("--corpus", type=Path, default=Path("data/synth-demo"))
     demo.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
     demo.add_argument("--out", type=Path, default=Path("results/demo"), help="results folder")
     demo.add_argument("--steps", type=int, help="optimiser steps per model (overrides recipes)")
+    demo.add_argument("--seeds", type=int, default=1, help="trainings per model, other seeds")
+    demo.add_argument("--parallel", type=int,
+                      help="trainings at once (default: as many as runs and cores)")  # fmt: skip
     demo.add_argument("--minutes", type=float, help="wall-clock cap per model (overrides)")
     demo.add_argument("--beam", type=int, default=8, help="beam width (0: greedy only)")
     demo.add_argument("--show", type=int, default=4, help="test files to transcribe")
@@ -551,6 +576,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
         "export": _export,
         "transcribe": _transcribe,
         "train": _train,
+        "recipes": _recipes,
         "import-nemo": _import_nemo,
         "presets": _presets,
         "bench": _bench,

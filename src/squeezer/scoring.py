@@ -78,7 +78,8 @@ def per_utterance(
 
     Returns:
         N dicts with keys id, reference, hypothesis, wer, cer, substitutions, deletions,
-        insertions, reference_words.
+        insertions, reference_words, char_errors, reference_chars (the counts a paired
+        comparison of two models resamples).
     """
     _check_lengths(ids=ids, references=references, hypotheses=hypotheses)
     from squeezer.text import normalize_text
@@ -98,6 +99,8 @@ def per_utterance(
                 "deletions": rates.deletions,
                 "insertions": rates.insertions,
                 "reference_words": rates.reference_words,
+                "char_errors": rates.char_errors,
+                "reference_chars": rates.reference_chars,
             }
         )
     return rows

@@ -21,11 +21,11 @@ import yaml
 
 from squeezer.cli import main
 from squeezer.structured import from_mapping, to_mapping
-from squeezer.training.recipe import TrainConfig, load_recipe
+from squeezer.training.recipe import TrainConfig, find_recipe, load_recipe, packaged_recipes
 from tests.conftest import assert_one_line_error
 
 REPO = Path(__file__).parents[2]
-RECIPES = sorted([*REPO.glob("configs/recipes/*.yaml"), *REPO.glob("configs/demo/*.yaml")])
+RECIPES = sorted(packaged_recipes().values())
 # What `squeezer.cli.main` prints as `squeezer VERB: error: ...` (it also catches RuntimeError,
 # which nothing in a recipe should ever raise).
 USER_ERRORS = (ValueError, FileNotFoundError)
@@ -132,7 +132,7 @@ def test_a_field_of_the_wrong_type(sandbox, recipe, leaf):
 
 def test_the_wrong_types_are_refused_where_they_do_not_fit(sandbox):
     """Not every wrong value may load: text for a number, NaN and overflows never do."""
-    tree, path = _tree(REPO / "configs/demo/squeezeformer.yaml"), sandbox / "r.yaml"
+    tree, path = _tree(find_recipe("demo/squeezeformer")), sandbox / "r.yaml"
     for leaf in [("optim", "peak_lr"), ("run", "max_steps"), ("encoder", "d_model")]:
         for value in ["abc", math.nan, math.inf, 10**400, [1], True]:
             path.write_text(yaml.safe_dump(_replaced(tree, leaf, value)))
@@ -454,7 +454,7 @@ OVERRIDES = [
 
 @pytest.mark.parametrize("override, name", OVERRIDES, ids=[o[:40] for o, _ in OVERRIDES])
 def test_a_bad_override_names_its_key(sandbox, override, name):
-    recipe = REPO / "configs/demo/squeezeformer.yaml"
+    recipe = find_recipe("demo/squeezeformer")
     _error(_outcome(recipe, [override.replace("PWNED", str(sandbox / MARKER))]), name)
 
 
@@ -488,7 +488,7 @@ def test_the_command_line_prints_one_line_and_exits_2(sandbox, capsys, name):
 
 
 def test_a_bad_set_on_the_command_line(sandbox, capsys):
-    recipe = REPO / "configs/demo/squeezeformer.yaml"
+    recipe = find_recipe("demo/squeezeformer")
     argv = ["train", str(recipe), "--out", str(sandbox / "run"), "--set", "optim.peak_lr=[1"]
     assert main(argv) == 2
     lines = capsys.readouterr().err.splitlines()

@@ -27,14 +27,19 @@ from squeezer.features import FeatureConfig, SpecAugmentConfig
 from squeezer.structured import apply_overrides, from_mapping, read_yaml, short_repr, to_mapping
 
 __all__ = [
+    "PACKAGED_RECIPES",
     "DataConfig",
     "FinetuneConfig",
     "OptimConfig",
     "RunConfig",
     "TokenizerConfig",
     "TrainConfig",
+    "find_recipe",
     "load_recipe",
+    "packaged_recipes",
 ]
+
+PACKAGED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"  # squeezer/recipes/
 
 
 def _check(section: str, config: Any, name: str, ok: Callable[[Any], bool], what: str) -> None:
@@ -265,10 +270,40 @@ def _leave_architecture_to_init(config: TrainConfig, given: set[str]) -> TrainCo
     return replace(config, **absent)
 
 
+def packaged_recipes() -> dict[str, Path]:
+    """The recipes shipped inside the package, by name: `tiny-synthetic`, `demo/squeezeformer`."""
+    return {
+        path.relative_to(PACKAGED_RECIPES).with_suffix("").as_posix(): path
+        for path in sorted(PACKAGED_RECIPES.rglob("*.yaml"))
+    }
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A recipe file: `name` itself if it is a file, else the packaged recipe of that name
+    (with or without `.yaml`), so an installed `squeezer` trains from any folder.
+
+    Raises:
+        FileNotFoundError: neither, in one line that lists the packaged names.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = packaged_recipes()
+    found = packaged.get(str(name).removesuffix(".yaml"))
+    if found is None:
+        raise FileNotFoundError(
+            f"{name}: no such recipe (neither a file nor a packaged recipe: {', '.join(packaged)})"
+        )
+    return found
+
+
 def load_recipe(
     path: str | Path, overrides: list[str] | None = None, init: str | Path | None = None
 ) -> TrainConfig:
     """Read a recipe YAML, apply overrides, resolve manifest paths against the file's folder.
+
+    `path` is a file or the name of a packaged recipe (`find_recipe`); a packaged recipe's
+    relative paths resolve against the working folder, since the package's is not the user's.
 
     `init` (`squeezer train --init`) sets finetune.init; when fine-tuning, `model` and
     `features` the recipe and overrides leave out become None (the init model's).
@@ -278,9 +313,9 @@ def load_recipe(
     number, got 'abc'`); a bad `--set` names its key. The file is read as plain YAML data, so
     tags such as `!!python/object` are refused, never run.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such recipe")
+    path = find_recipe(path)
+    # A packaged recipe's data paths are the user's working tree, not the installed package's.
+    base = Path.cwd() if path.is_relative_to(PACKAGED_RECIPES) else path.parent
     values: Any = read_yaml(path)
     if values is None:  # an empty file (or only comments): every default
         values = {}
@@ -295,7 +330,7 @@ def load_recipe(
         raise ValueError(f"{path}: {error}") from None
     config = apply_overrides(config, overrides or [])  # its errors name the --set key
     try:
-        config = _resolve_init(config, path.parent, init)
+        config = _resolve_init(config, base, init)
         if config.finetune.init is not None:
             given = set(values) | {
                 item.partition("=")[0].strip().split(".")[0] for item in overrides or []
@@ -308,6 +343,13 @@ def load_recipe(
             config.encoder_config()
         if not config.data.train:
             raise ValueError("data.train (the training manifest) is required")
-        return _resolve_paths(config, path.parent)
+        optim, steps = config.optim, config.run.max_steps
+        too_few = steps is not None and steps <= optim.warmup_steps + optim.hold_steps
+        if optim.schedule == "cosine" and too_few:  # the cosine would never start
+            raise ValueError(
+                f"run.max_steps={steps} must exceed optim.warmup_steps + optim.hold_steps "
+                f"({optim.warmup_steps + optim.hold_steps}) for the cosine schedule"
+            )
+        return _resolve_paths(config, base)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None

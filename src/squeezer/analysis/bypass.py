@@ -1,0 +1,151 @@
+"""Which blocks does a trained encoder rely on? Its test error with blocks skipped.
+
+A block skipped here returns its input unchanged (its residual branches contribute nothing);
+the U-Net's half-rate branch skipped means `TimeRecovery` returns the skip connection alone, so
+the reduction and every block at half rate contribute nothing. A block whose removal leaves the
+error where it was has learned little the rest cannot do without; a half-rate branch whose
+removal costs nothing means the Squeezeformer trained only its full-rate blocks. The
+contribution norms say the same from the activations: at the recovery, the mean L2 norm per
+frame of the half-rate branch's term (`linear(repeat(x))`) against that of the skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from lhotse import CutSet
+
+from squeezer.evaluate import evaluate
+from squeezer.model import AsrModel
+
+__all__ = [
+    "BypassRow",
+    "RecoveryNorms",
+    "bypass_markdown",
+    "bypass_table",
+    "bypassed",
+    "half_rate_blocks",
+    "recovery_norms",
+]
+
+
+@dataclass(frozen=True)
+class BypassRow:
+    """Greedy test error rates with `blocks` skipped (and the half-rate branch, if `branch`)."""
+
+    label: str
+    blocks: tuple[int, ...]
+    branch: bool
+    wer: float
+    cer: float
+
+
+@dataclass(frozen=True)
+class RecoveryNorms:
+    """Mean L2 norm per valid frame at the U-Net's recovery: the skip and the branch's term."""
+
+    skip: float
+    branch: float
+
+
+def half_rate_blocks(model: AsrModel) -> tuple[int, ...]:
+    """The blocks that run at half rate (empty without a U-Net)."""
+    config = model.encoder.config
+    if config.time_reduce_idx is None:
+        return ()
+    end = config.time_recover_idx if config.time_recover_idx is not None else config.num_layers
+    return tuple(range(config.time_reduce_idx, end))
+
+
+@contextmanager
+def bypassed(model: AsrModel, blocks: tuple[int, ...] = (), branch: bool = False) -> Iterator[None]:
+    """Within the block, `model`'s `blocks` return their input and, with `branch`, its
+    `TimeRecovery` returns the skip alone (ValueError for a model without one)."""
+    encoder = model.encoder
+    if any(not 0 <= index < len(encoder.blocks) for index in blocks):
+        raise ValueError(f"blocks {list(blocks)}: the encoder has {len(encoder.blocks)} blocks")
+    if branch and encoder.time_recovery is None:
+        raise ValueError("no half-rate branch to bypass: the encoder has no TimeRecovery")
+    handles = [
+        encoder.blocks[index].register_forward_hook(lambda module, args, output: args[0])
+        for index in blocks
+    ]
+    if branch:  # TimeRecovery.forward(x, skip) -> skip
+        hook = encoder.time_recovery.register_forward_hook(lambda module, args, output: args[1])
+        handles.append(hook)
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def bypass_table(
+    model: AsrModel, cuts: CutSet, group: tuple[int, ...] | None = None
+) -> list[BypassRow]:
+    """Greedy error rates on `cuts`: intact, every block skipped alone, the half-rate branch
+    skipped (U-Net models), and `group` skipped together (e.g. a Conformer's blocks at the
+    positions of a Squeezeformer's half-rate branch, for the same surgery on both)."""
+    variants = [("none", (), False)]
+    variants += [(f"block {i}", (i,), False) for i in range(len(model.encoder.blocks))]
+    span = half_rate_blocks(model)
+    if span:
+        variants.append((f"half-rate branch (blocks {span[0]}-{span[-1]})", span, True))
+    if group and tuple(group) != span:
+        variants.append((f"blocks {group[0]}-{group[-1]}", tuple(group), False))
+    rows = []
+    for label, blocks, branch in variants:
+        with bypassed(model, blocks, branch):
+            rates = evaluate(model, cuts).rates["greedy"]
+        rows.append(BypassRow(label, blocks, branch, rates.wer, rates.cer))
+    return rows
+
+
+@torch.no_grad()
+def recovery_norms(model: AsrModel, cuts: CutSet) -> RecoveryNorms | None:
+    """Mean per-frame L2 norms of the skip and of the half-rate branch's term at the
+    recovery, over the valid frames of `cuts`; None without a U-Net."""
+    encoder = model.encoder
+    if encoder.time_recovery is None:
+        return None
+    sums = {"skip": 0.0, "branch": 0.0, "frames": 0}
+    lengths: list[torch.Tensor] = []
+
+    def remember_lengths(module, args) -> None:  # encoder.forward(x, lengths)
+        lengths.append(encoder.output_lengths(args[1].long()))
+
+    def accumulate(module, args, output) -> None:
+        skip = args[1]  # (B, T, D)
+        valid = torch.arange(skip.size(1), device=skip.device) < lengths[-1][:, None]  # (B, T)
+        sums["skip"] += float(skip.norm(dim=-1)[valid].sum())
+        sums["branch"] += float((output - skip).norm(dim=-1)[valid].sum())
+        sums["frames"] += int(valid.sum())
+
+    handles = [encoder.register_forward_pre_hook(remember_lengths),
+               encoder.time_recovery.register_forward_hook(accumulate)]  # fmt: skip
+    try:
+        evaluate(model, cuts)
+    finally:
+        for handle in handles:
+            handle.remove()
+    frames = max(sums["frames"], 1)
+    return RecoveryNorms(skip=sums["skip"] / frames, branch=sums["branch"] / frames)
+
+
+def bypass_markdown(tables: dict[str, list[BypassRow]]) -> str:
+    """One row per bypass, one CER column per model (greedy, percent); '-' where a model has no
+    such row."""
+    names = list(tables)
+    labels = list(dict.fromkeys(row.label for rows in tables.values() for row in rows))
+    lines = ["| skipped | " + " | ".join(f"{n} CER" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]  # fmt: skip
+    for label in labels:
+        cells = []
+        for name in names:
+            row = next((r for r in tables[name] if r.label == label), None)
+            cells.append(f"{100 * row.cer:.1f}" if row else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Skipping blocks and the half-rate branch: what the bypass analysis changes, and undoes."""
+
+import pytest
+import torch
+
+from squeezer.analysis.bypass import bypassed, half_rate_blocks
+from squeezer.config import EncoderConfig
+from squeezer.model import AsrModel
+from tests.conftest import shrink
+
+
+def _model(**changes) -> AsrModel:
+    config = shrink(EncoderConfig.preset("squeezeformer-xs"), **changes)
+    return AsrModel(config, vocab_size=10).eval()
+
+
+def _encode(model: AsrModel) -> torch.Tensor:
+    torch.manual_seed(1)
+    features, lengths = torch.randn(2, 120, 20), torch.tensor([120, 90])
+    with torch.no_grad():
+        return model.encoder(features, lengths).features
+
+
+def test_every_block_and_the_branch_skipped_leaves_the_subsampled_input():
+    model = _model()
+    span = half_rate_blocks(model)
+    config = model.encoder.config
+    assert span == tuple(range(config.time_reduce_idx, config.time_recover_idx))
+    intact = _encode(model)
+    everything = tuple(range(config.num_layers))
+    with bypassed(model, everything, branch=True):
+        skipped = _encode(model)
+    torch.manual_seed(1)
+    features, lengths = torch.randn(2, 120, 20), torch.tensor([120, 90])
+    with torch.no_grad():
+        x, out_lengths = model.encoder.subsampling(features, lengths)
+        x = model.encoder.input_norm(x * model.encoder.xscale)
+    mask = torch.arange(x.size(1))[None, :] < out_lengths[:, None]
+    torch.testing.assert_close(skipped, x * mask[..., None])
+    # The hooks are gone afterwards: the model is what it was.
+    torch.testing.assert_close(_encode(model), intact, rtol=0, atol=0)
+
+
+def test_the_branch_alone_is_the_skip_connection():
+    model = _model()
+    config = model.encoder.config
+    before, after = config.time_reduce_idx, config.time_recover_idx
+    # With the branch skipped, what the half-rate blocks do cannot matter.
+    with bypassed(model, branch=True):
+        reference = _encode(model)
+    with bypassed(model, half_rate_blocks(model), branch=True):
+        torch.testing.assert_close(_encode(model), reference, rtol=0, atol=0)
+    with bypassed(model, (before - 1,), branch=True):  # a full-rate block still matters
+        assert not torch.equal(_encode(model), reference)
+    assert after > before
+
+
+def test_bad_requests_are_one_line_errors():
+    with pytest.raises(ValueError, match="has 4 blocks"), bypassed(_model(), (4,)):
+        pass
+    conformer = AsrModel(shrink(EncoderConfig.preset("conformer-s")), vocab_size=10)
+    assert half_rate_blocks(conformer) == ()
+    with pytest.raises(ValueError, match="no half-rate branch"), bypassed(conformer, branch=True):
+        pass
