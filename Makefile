@@ -7,14 +7,20 @@ TORCH_VERSION := 2.13.0
 
 .PHONY: venv system-deps test test-float-paths lint demo demo-gpu bench clean
 
-# Debian packages: espeak-ng synthesises the embedded corpus; flite adds a second engine's
-# voices and fortunes-min offline sentences where available (both optional).
+# Debian packages: espeak-ng synthesises the embedded corpus; flite and Festival (with its
+# kal, ked and slt voices) add two more engines' voices, and fortunes-min offline sentences,
+# where available (all optional).
+FESTIVAL_VOICES := /usr/share/festival/voices
 system-deps:
 	@command -v espeak-ng >/dev/null || { \
 		SUDO=$$(command -v sudo || true); $$SUDO apt-get update -q && \
 		$$SUDO apt-get install -y -q --no-install-recommends espeak-ng; }
 	@command -v flite >/dev/null || { SUDO=$$(command -v sudo || true); \
 		$$SUDO apt-get install -y -q --no-install-recommends flite || true; }
+	@test -d $(FESTIVAL_VOICES)/english/kal_diphone -a -d $(FESTIVAL_VOICES)/english/ked_diphone \
+		-a -d $(FESTIVAL_VOICES)/us/cmu_us_slt_arctic_hts || { SUDO=$$(command -v sudo || true); \
+		$$SUDO apt-get install -y -q --no-install-recommends \
+		festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts || true; }
 	@test -e /usr/share/games/fortunes/fortunes || { SUDO=$$(command -v sudo || true); \
 		$$SUDO apt-get install -y -q --no-install-recommends fortunes-min || true; }
 
@@ -55,7 +61,7 @@ demo: venv system-deps
 # The same comparison at the paper's XS / S size on the `large` corpus, bf16 on one CUDA device.
 demo-gpu: venv system-deps
 	$(PY) -m squeezer demo --gpu --size large --corpus data/synth-large --out results/demo-gpu \
-		--recipes configs/demo/gpu-conformer.yaml configs/demo/gpu-squeezeformer.yaml $(DEMO_ARGS)
+		--recipes demo/gpu-conformer demo/gpu-squeezeformer $(DEMO_ARGS)
 
 # Encoder throughput against the PyPI peer; then deployment (PyTorch against ONNX Runtime fp32
 # and int8): Squeezeformer-XS, and the demo's trained model on its test split when `make demo`

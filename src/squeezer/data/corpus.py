@@ -1,4 +1,4 @@
-"""The embedded offline corpus: English sentences spoken by espeak-ng (and flite) voices.
+"""The embedded offline corpus: English sentences spoken by espeak-ng, flite and Festival voices.
 
 `synthesize_corpus` plans the corpus (`corpus_plan`), speaks it in parallel (`tts`), and writes
 
@@ -6,7 +6,8 @@
     out_dir/README.md                     summary table, seed, size, tool versions
     out_dir/{split}.jsonl.gz              Lhotse cut manifests (`manifests.save_cuts`)
 
-A corpus already complete in `out_dir` with the same size and seed is reused, not rebuilt.
+A corpus already complete in `out_dir` with the same size, seed and plan version is reused,
+not rebuilt.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,14 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, Supervis
 from tqdm import tqdm
 
 from squeezer.data import tts
-from squeezer.data.corpus_plan import SIZES, SPLITS, PlannedUtterance, Size, plan_corpus
+from squeezer.data.corpus_plan import (
+    PLAN_VERSION,
+    SIZES,
+    SPLITS,
+    PlannedUtterance,
+    Size,
+    plan_corpus,
+)
 from squeezer.data.manifests import save_cuts
 from squeezer.data.sentences import builtin_sentences, read_fortunes, sentence_pool
 
@@ -36,6 +45,9 @@ logger = logging.getLogger(__name__)
 # Built-in grammar sentences added to the fortunes; `large` needs more distinct text.
 BUILTIN_SENTENCES: dict[str, int] = {"tiny": 500, "demo": 500, "large": 6000}
 _MARKER = "<!-- squeezer-corpus "  # starts the README's machine-readable summary
+# Lines per Festival process: its ~0.2 s voice load then costs ~5 ms a line. Batches stay small
+# enough that the demo corpus makes ~25 of them to spread over the cores.
+FESTIVAL_BATCH = 40
 
 
 def synthesize_corpus(
@@ -49,8 +61,8 @@ def synthesize_corpus(
 
     Args:
         out_dir: corpus folder; created if missing. Only our files in it are replaced.
-        size: "tiny" (~100 utterances, seconds), "demo" (~3000, ~2-3 h of audio) or "large"
-            (~30000).
+        size: "tiny" (~100 utterances, seconds), "demo" (~3000, ~3 h of audio, about a
+            minute on 2 cores) or "large" (~30000).
         seed: seeds every random draw; the same seed and package versions give the same
             manifests.
         jobs: concurrent synthesis processes (default `os.cpu_count()`).
@@ -73,7 +85,7 @@ def synthesize_corpus(
     _remove_previous_build(out_dir)
     fortunes = read_fortunes()
     builtin = builtin_sentences(BUILTIN_SENTENCES[size])
-    voices = tts.espeak_voices() + tts.flite_voices()
+    voices = tts.espeak_voices() + tts.flite_voices() + tts.festival_voices()
     plan = plan_corpus(size, seed, voices, sentence_pool(fortunes, builtin))
     samples = _speak_all(plan, out_dir, jobs, progress)
     cuts = {split: _split_cuts(plan, samples, out_dir, split) for split in SPLITS}
@@ -85,6 +97,7 @@ def synthesize_corpus(
         sentence_sources=(("fortunes", len(fortunes)), ("built-in", len(builtin))),
         failed=sum(count is None for count in samples),
         empty=sum(count == 0 for count in samples),
+        plan=PLAN_VERSION,
     )
     _write_readme(summary, out_dir / "README.md")
     for split, split_cuts in cuts.items():  # manifests last: they mark the build complete
@@ -101,11 +114,12 @@ def _audio_path(out_dir: Path, utterance: PlannedUtterance) -> Path:
 
 
 def _complete_corpus(out_dir: Path, size: str, seed: int) -> CorpusSummary | None:
-    """The summary of a finished build of `size` and `seed` in `out_dir`, else None."""
+    """The summary of a finished build of `size` and `seed` under this PLAN_VERSION in
+    `out_dir`, else None."""
     if not all(_manifest(out_dir, split).is_file() for split in SPLITS):
         return None
     summary = _read_readme(out_dir / "README.md")
-    if summary is None or summary.size != size or summary.seed != seed:
+    if summary is None or (summary.size, summary.seed, summary.plan) != (size, seed, PLAN_VERSION):
         return None
     return summary
 
@@ -133,23 +147,56 @@ def _speak_all(
     subprocess and resamples in soxr, both outside the GIL, and threads avoid forking a
     parent that may hold torch's thread pools.
     """
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = pool.map(lambda utterance: _speak(utterance, out_dir), plan)
-        bar = tqdm(results, total=len(plan), desc="synthesising", unit="utt", disable=not progress)
-        return list(bar)
+    samples: list[int | None] = [None] * len(plan)
+    bar = tqdm(total=len(plan), desc="synthesising", unit="utt", disable=not progress)
+    with bar, ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {
+            pool.submit(_speak_batch, [plan[index] for index in batch], out_dir): batch
+            for batch in _batches(plan)
+        }
+        for future in as_completed(futures):
+            batch = futures[future]
+            for index, count in zip(batch, future.result(), strict=True):
+                samples[index] = count
+            bar.update(len(batch))
+    return samples
 
 
-def _speak(utterance: PlannedUtterance, out_dir: Path) -> int | None:
-    """Samples written for one utterance; a failure is retried once, then gives None."""
-    path = _audio_path(out_dir, utterance)
-    for attempt in (1, 2):
-        try:
-            return tts.synthesize(
-                utterance.voice, utterance.text, utterance.rate, utterance.pitch, path
-            )
-        except tts.SynthesisError as error:
-            logger.debug("attempt %d of %s failed: %s", attempt, utterance.id, error)
-    return None
+def _batches(plan: Sequence[PlannedUtterance]) -> list[list[int]]:
+    """Plan indices per engine call: up to FESTIVAL_BATCH lines of one Festival voice, first
+    (they take longest), then one utterance per call for the other engines."""
+    festival: dict[tts.Voice, list[int]] = {}
+    single = []
+    for index, utterance in enumerate(plan):
+        if utterance.voice.engine == tts.FESTIVAL:
+            festival.setdefault(utterance.voice, []).append(index)
+        else:
+            single.append([index])
+    batches = [
+        indices[start : start + FESTIVAL_BATCH]
+        for indices in festival.values()
+        for start in range(0, len(indices), FESTIVAL_BATCH)
+    ]
+    return batches + single
+
+
+def _speak_batch(utterances: Sequence[PlannedUtterance], out_dir: Path) -> list[int | None]:
+    """Samples written per utterance of one voice; a failed one is retried alone once, then
+    gives None."""
+    voice = utterances[0].voice
+    requests = [tts.SpeechRequest(u.text, u.prosody, _audio_path(out_dir, u)) for u in utterances]
+    counts: list[int | None] = []
+    for utterance, request, result in zip(
+        utterances, requests, tts.synthesize_batch(voice, requests), strict=True
+    ):
+        if isinstance(result, tts.SynthesisError):
+            logger.debug("attempt 1 of %s failed: %s", utterance.id, result)
+            result = tts.synthesize_batch(voice, [request])[0]
+        if isinstance(result, tts.SynthesisError):
+            logger.debug("attempt 2 of %s failed: %s", utterance.id, result)
+            result = None
+        counts.append(result)
+    return counts
 
 
 def _split_cuts(
@@ -168,13 +215,7 @@ def _split_cuts(
             text=utterance.text,
             speaker=utterance.voice.id,
             language="en",
-            custom={
-                "engine": utterance.voice.engine,
-                "accent": utterance.voice.accent,
-                "voice": utterance.voice.name,
-                "rate": utterance.rate,
-                "pitch": utterance.pitch,
-            },
+            custom=_custom(utterance),
         )
         for utterance, recording in zip(spoken, recordings, strict=True)
     ]
@@ -186,6 +227,21 @@ def _split_cuts(
     return cuts.modify_ids(lambda cut_id: cut_id.rsplit("-", 1)[0]).to_eager()
 
 
+def _custom(utterance: PlannedUtterance) -> dict[str, Any]:
+    """What a supervision records of its voice and prosody, and its held-out group."""
+    voice, prosody = utterance.voice, utterance.prosody
+    custom = {
+        "engine": voice.engine,
+        "accent": voice.accent,
+        "voice": voice.name,
+        "identity": voice.identity,
+        "rate": prosody.rate,
+        "pitch": prosody.pitch,
+        "f0_scale": prosody.f0_scale,
+    }
+    return custom if utterance.group is None else custom | {"group": utterance.group}
+
+
 @dataclass(frozen=True)
 class SplitSummary:
     """One split of a built corpus."""
@@ -195,7 +251,8 @@ class SplitSummary:
     hours: float
     voices: int
     accents: tuple[str, ...]
-    engines: tuple[str, ...]
+    engines: tuple[tuple[str, int], ...]  # (engine, utterances)
+    groups: tuple[tuple[str, int], ...]  # (held-out group, utterances); none in train
     sentences: int  # distinct texts
 
 
@@ -210,24 +267,33 @@ class CorpusSummary:
     sentence_sources: tuple[tuple[str, int], ...]  # (source, sentences it offered)
     failed: int  # utterances whose synthesis failed twice
     empty: int  # utterances the engine rendered as silence
+    plan: int  # corpus_plan.PLAN_VERSION of the build
     reused: bool = False
 
     def to_markdown(self) -> str:
-        """A Markdown table of the splits followed by the build details."""
+        """A Markdown table of the splits (utterances per engine too), the held-out groups,
+        then the build details."""
+        engines = sorted({engine for row in self.splits for engine, _ in row.engines})
         lines = [
-            "| split | utterances | hours | voices | accents | engines | sentences |",
-            "|---|---:|---:|---:|---:|---|---:|",
+            "| split | utterances | " + " | ".join(engines) + " | hours | voices | accents "
+            "| sentences |",
+            "|---|---:|" + "---:|" * len(engines) + "---:|---:|---:|---:|",
         ]
         for row in self.splits:
-            engines = ", ".join(row.engines)
+            per_engine = dict(row.engines)
+            counts = " | ".join(str(per_engine.get(engine, 0)) for engine in engines)
             lines.append(
-                f"| {row.split} | {row.utterances} | {row.hours:.3f} | {row.voices} "
-                f"| {len(row.accents)} | {engines} | {row.sentences} |"
+                f"| {row.split} | {row.utterances} | {counts} | {row.hours:.3f} | {row.voices} "
+                f"| {len(row.accents)} | {row.sentences} |"
             )
         sources = ", ".join(f"{name} {count}" for name, count in self.sentence_sources)
+        lines.append("")
+        for row in self.splits:
+            if row.groups:
+                groups = "; ".join(f"{name}: {count}" for name, count in row.groups)
+                lines.append(f"- {row.split} groups (utterances): {groups}")
         lines += [
-            "",
-            f"- size: {self.size}, seed: {self.seed}",
+            f"- size: {self.size}, seed: {self.seed}, plan version: {self.plan}",
             f"- sentence sources: {sources}",
             f"- skipped utterances: {self.failed} failed, {self.empty} silent",
             *(f"- {tool}: {version}" for tool, version in self.versions),
@@ -240,6 +306,8 @@ def _summarize(cuts: dict[str, CutSet], **fields: Any) -> CorpusSummary:
     rows = []
     for split, split_cuts in cuts.items():
         supervisions = [cut.supervisions[0] for cut in split_cuts]
+        engines = Counter(s.custom["engine"] for s in supervisions)
+        groups = Counter(s.custom["group"] for s in supervisions if "group" in s.custom)
         rows.append(
             SplitSummary(
                 split=split,
@@ -247,7 +315,8 @@ def _summarize(cuts: dict[str, CutSet], **fields: Any) -> CorpusSummary:
                 hours=sum(s.duration for s in supervisions) / 3600,
                 voices=len({s.speaker for s in supervisions}),
                 accents=tuple(sorted({s.custom["accent"] for s in supervisions})),
-                engines=tuple(sorted({s.custom["engine"] for s in supervisions})),
+                engines=tuple(sorted(engines.items())),
+                groups=tuple(sorted(groups.items())),
                 sentences=len({s.text for s in supervisions}),
             )
         )
@@ -260,8 +329,9 @@ def _write_readme(summary: CorpusSummary, path: Path) -> None:
     text = (
         "# Synthetic speech corpus\n\n"
         "English sentences spoken by offline TTS voices, built by "
-        "`squeezer.data.corpus.synthesize_corpus`. Splits are speaker- and sentence-disjoint; "
-        "test voices (accents, variants, engines) are never heard in training.\n\n"
+        "`squeezer.data.corpus.synthesize_corpus`. Every engine speaks in training and in "
+        "test. Splits are speaker- and sentence-disjoint: dev and test voices (people, "
+        "accents, variants; `squeezer.data.corpus_plan`) are never heard in training.\n\n"
         f"{summary.to_markdown()}\n{_MARKER}{record} -->\n"
     )
     temporary = path.with_name(path.name + ".tmp")
@@ -293,6 +363,5 @@ def _read_readme(path: Path) -> CorpusSummary | None:
 
 def _split_summary(row: dict[str, Any]) -> SplitSummary:
     """A `SplitSummary` from its JSON record (JSON turns tuples into lists)."""
-    return SplitSummary(
-        **row | {"accents": tuple(row["accents"]), "engines": tuple(row["engines"])}
-    )
+    pairs = {key: tuple(map(tuple, row[key])) for key in ("engines", "groups")}
+    return SplitSummary(**row | {"accents": tuple(row["accents"])} | pairs)
