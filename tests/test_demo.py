@@ -291,6 +291,8 @@ def test_demo_end_to_end_on_the_tiny_corpus(corpus, tmp_path, capsys, monkeypatc
     assert conform_rows == ["none", *(f"block {i}" for i in range(4)), "blocks 1-2"]
     assert analyses["squeezeformer"]["recovery"]["skip"] > 0
     assert analyses["conformer"]["recovery"] is None
+    assert 0 <= analyses["squeezeformer"]["half_rate_fit"]["too_long"] <= 1
+    assert analyses["conformer"]["half_rate_fit"] is None
     text = (out / "results.md").read_text()
     for name in (
         "results.md",

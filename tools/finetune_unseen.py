@@ -1,7 +1,7 @@
 """Fine-tune a demo model on a few minutes of a voice group it never heard; CER before and after.
 
     python tools/finetune_unseen.py results/demo/runs/squeezeformer/model \
-        --corpus data/synth-demo --group "flite (unseen engine)" --steps 150 --out runs/ft-flite
+        --corpus data/synth-demo --group "flite, unseen voice" --steps 150 --out runs/ft-flite
 
 The group's test utterances are split by sentence into an adaptation half (fine-tuned on) and
 a held-out half (scored); the other groups' test utterances show what was forgotten. Prints a
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--corpus", type=Path, default=Path("data/synth-demo"))
-    parser.add_argument("--group", default="flite (unseen engine)")
+    parser.add_argument("--group", default="flite, unseen voice")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--peak-lr", type=float, default=3e-4)
     parser.add_argument("--freeze-steps", type=int, default=0)

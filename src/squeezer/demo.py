@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,13 @@ import torch
 from lhotse import CutSet
 
 from squeezer.analysis.bench_peer import FRAME_SHIFT_S, best_seconds, make_batch
-from squeezer.analysis.bypass import BypassRow, bypass_table, half_rate_blocks, recovery_norms
+from squeezer.analysis.bypass import (
+    BypassRow,
+    bypass_table,
+    half_rate_blocks,
+    half_rate_fit,
+    recovery_norms,
+)
 from squeezer.analysis.flops import analytic_flops, frames_for_seconds
 from squeezer.analysis.redundancy import RedundancyReport, block_redundancy, manifest_batches
 from squeezer.analysis.significance import PairedDifference, paired_bootstrap
@@ -147,6 +153,7 @@ class ModelAnalysis:
     bypass: list[BypassRow]
     recovery: dict[str, float] | None
     redundancy: dict[str, RedundancyReport]  # "raw", "centred"
+    fit: dict[str, float] | None = None  # `analysis.bypass.HalfRateFit` on the test split
 
 
 def voice_group(cut, train_accents: set[str]) -> str:
@@ -338,7 +345,8 @@ def analyse_model(name: str, model_dir: str, test: CutSet, group: tuple[int, ...
             model, batches, max_distance=REDUNDANCY_DISTANCE, name=name, center=center
         )
     recovery = None if norms is None else {"skip": norms.skip, "branch": norms.branch}
-    return ModelAnalysis(name, rows, recovery, redundancy)
+    fit = half_rate_fit(model, test)
+    return ModelAnalysis(name, rows, recovery, redundancy, None if fit is None else asdict(fit))
 
 
 def _test_groups(corpus: Path) -> tuple[CutSet, dict[str, str]]:

@@ -181,6 +181,14 @@ def _analysis_section(analyses: Sequence, out: Path) -> str:
                 f"{a.recovery['branch']:.2f} per frame against {a.recovery['skip']:.2f} for "
                 f"the skip ({ratio:.2f}x)."
             )
+        if a.fit is not None:
+            parts.append(
+                f"{a.name}: the test transcripts have {a.fit['tokens_per_second']:.1f} tokens "
+                f"per second against {a.fit['half_rate_frames_per_second']:.1f} half-rate "
+                f"frames; {100 * a.fit['too_long']:.0f} % of them need more CTC frames (a "
+                "token each, one more per repeat) than the half-rate blocks have, so only the "
+                "full-rate blocks can align them."
+            )
     images = []
     for a in analyses:
         for kind, report in a.redundancy.items():
@@ -253,6 +261,7 @@ def write_report(out: Path, outcome, command: str) -> Path:
                 "name": a.name,
                 "bypass": [asdict(row) for row in a.bypass],
                 "recovery": a.recovery,
+                "half_rate_fit": a.fit,
                 "redundancy": {k: v.to_dict() for k, v in a.redundancy.items()},
             }
             for a in outcome.analyses

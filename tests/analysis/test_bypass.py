@@ -62,3 +62,29 @@ def test_bad_requests_are_one_line_errors():
     assert half_rate_blocks(conformer) == ()
     with pytest.raises(ValueError, match="no half-rate branch"), bypassed(conformer, branch=True):
         pass
+
+
+def _cut(text: str, seconds: float):
+    from types import SimpleNamespace
+
+    supervision = SimpleNamespace(text=text, start=0.0)
+    return SimpleNamespace(duration=seconds, supervisions=[supervision])
+
+
+def test_half_rate_fit_counts_transcripts_the_half_rate_cannot_align(tmp_path):
+    from squeezer.analysis.bypass import half_rate_fit
+    from squeezer.text.tokenizers import build_tokenizer
+
+    model = _model(input_dim=80)
+    model.tokenizer = build_tokenizer("char", ["abcdefghij klm"], tmp_path)
+    # 1 s: 26 full-rate frames, 13 at half rate; 0.3 s: 8 and 4.
+    fits = _cut("abcdefghijklm", 1.0)  # 13 tokens in 13 frames
+    too_long = _cut("abcdefghij klm", 1.0)  # 14 tokens
+    repeats = _cut("aabb", 0.3)  # 4 tokens, but CTC needs a blank between repeats: 6 frames
+    fit = half_rate_fit(model, [fits, too_long, repeats])
+    assert fit.too_long == pytest.approx(2 / 3)
+    assert fit.tokens_per_second == pytest.approx((13 + 14 + 4) / 2.3)
+    assert fit.half_rate_frames_per_second == pytest.approx((13 + 13 + 4) / 2.3)
+    conformer = AsrModel(shrink(EncoderConfig.preset("conformer-s")), vocab_size=10)
+    conformer.tokenizer = model.tokenizer
+    assert half_rate_fit(conformer, [fits]) is None

@@ -7,6 +7,11 @@ error where it was has learned little the rest cannot do without; a half-rate br
 removal costs nothing means the Squeezeformer trained only its full-rate blocks. The
 contribution norms say the same from the activations: at the recovery, the mean L2 norm per
 frame of the half-rate branch's term (`linear(repeat(x))`) against that of the skip.
+
+`half_rate_fit` asks whether the half-rate blocks could carry the transcript at all: CTC needs
+a frame per token (and one more per repeated token), so a transcript with more of those than
+the half-rate blocks have frames can only be aligned at full rate. The paper's regime
+(128 SentencePiece tokens, 80 ms frames at half rate) leaves room; characters at 80 ms do not.
 """
 
 from __future__ import annotations
@@ -18,16 +23,19 @@ from dataclasses import dataclass
 import torch
 from lhotse import CutSet
 
+from squeezer.data.dataset import ctc_frames_needed, cut_text
 from squeezer.evaluate import evaluate
 from squeezer.model import AsrModel
 
 __all__ = [
     "BypassRow",
+    "HalfRateFit",
     "RecoveryNorms",
     "bypass_markdown",
     "bypass_table",
     "bypassed",
     "half_rate_blocks",
+    "half_rate_fit",
     "recovery_norms",
 ]
 
@@ -133,6 +141,33 @@ def recovery_norms(model: AsrModel, cuts: CutSet) -> RecoveryNorms | None:
             handle.remove()
     frames = max(sums["frames"], 1)
     return RecoveryNorms(skip=sums["skip"] / frames, branch=sums["branch"] / frames)
+
+
+@dataclass(frozen=True)
+class HalfRateFit:
+    """How the transcripts' CTC alignments compare with the half-rate blocks' frames."""
+
+    tokens_per_second: float
+    half_rate_frames_per_second: float
+    too_long: float  # share of utterances needing more CTC frames than the half rate has
+
+
+def half_rate_fit(model: AsrModel, cuts: CutSet) -> HalfRateFit | None:
+    """Tokens per second of `cuts` under the model's tokenizer against its half-rate frame
+    rate, and the share of utterances whose CTC alignment cannot fit at half rate; None
+    without a U-Net or a tokenizer."""
+    if not half_rate_blocks(model) or model.tokenizer is None or len(cuts) == 0:
+        return None
+    samples = torch.tensor([round(cut.duration * 16_000) for cut in cuts])
+    half = (model.frames_for_samples(samples) + 1) // 2  # ceil(T' / 2), TimeReduction's
+    needed = torch.tensor([ctc_frames_needed(model.tokenizer.encode(cut_text(c))) for c in cuts])
+    tokens = sum(len(model.tokenizer.encode(cut_text(c))) for c in cuts)
+    seconds = sum(cut.duration for cut in cuts)
+    return HalfRateFit(
+        tokens_per_second=tokens / seconds,
+        half_rate_frames_per_second=float(half.sum()) / seconds,
+        too_long=float((needed > half).float().mean()),
+    )
 
 
 def bypass_markdown(tables: dict[str, list[BypassRow]]) -> str:
