@@ -106,6 +106,8 @@ def test_verdict_comes_from_the_interval_not_the_point_estimate():
     assert "is not distinguishable from conformer" in undecided[2]
     assert "is worse than" in verdict(results, [_comparison(0.02, 0.01, 0.03)])[2]
     assert verdict([_result("conformer", 12, 0.3, 0.2)])[0].endswith("misses the 15.0 % target.")
+    uneven = [_result("conformer", 12, 0.3, 0.1, steps=90), _result("squeezeformer", 12, 0.3, 0.1)]
+    assert "different numbers of steps (conformer 90, squeezeformer 100;" in verdict(uneven)[2]
 
 
 def test_seeds_are_reported_with_their_spread():

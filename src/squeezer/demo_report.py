@@ -116,6 +116,13 @@ def verdict(results: Sequence, comparisons: Sequence = ()) -> list[str]:
             f"{_label(r, results)}: test CER {_pct(cer)} % {met} the {_pct(CER_TARGET)} % target."
         )
     seeds = len({r.seed for r in results})
+    steps = {_label(r, results): r.steps for r in results}
+    if len(set(steps.values())) > 1:
+        listed = ", ".join(f"{name} {count}" for name, count in steps.items())
+        lines.append(
+            f"The runs trained for different numbers of steps ({listed}; run.max_minutes ends a "
+            "run early): the comparison below is not at an equal training budget."
+        )
     for c in comparisons:
         word = {"better": "better than", "worse": "worse than",
                 "not distinguishable": "not distinguishable from"}[c.cer.verdict]  # fmt: skip
