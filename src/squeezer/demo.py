@@ -38,12 +38,13 @@ from squeezer.analysis.bench_peer import FRAME_SHIFT_S, best_seconds, make_batch
 from squeezer.analysis.bypass import (
     BypassRow,
     bypass_table,
+    feature_batches,
     half_rate_blocks,
     half_rate_fit,
     recovery_norms,
 )
 from squeezer.analysis.flops import analytic_flops, frames_for_seconds
-from squeezer.analysis.redundancy import RedundancyReport, block_redundancy, manifest_batches
+from squeezer.analysis.redundancy import RedundancyReport, block_redundancy
 from squeezer.analysis.significance import PairedDifference, paired_bootstrap
 from squeezer.config import EncoderConfig
 from squeezer.data.corpus import synthesize_corpus
@@ -333,16 +334,23 @@ def compare(results: Sequence[ModelResult], encoders: dict[str, EncoderConfig]) 
 
 def analyse_model(name: str, model_dir: str, test: CutSet, group: tuple[int, ...]) -> ModelAnalysis:
     """Bypass table (with `group`: the Squeezeformer's half-rate span, skipped together here
-    too), recovery norms and redundancy of one trained model on the test split."""
+    too), recovery norms, half-rate fit and redundancy of one trained model on the test split,
+    its audio decoded and its features computed once for all of them."""
     model = load_model(model_dir).eval()
-    rows = bypass_table(model, test, group=group)
-    norms = recovery_norms(model, test)
-    measured = test.subset(first=min(REDUNDANCY_UTTERANCES, len(test)))
+    batches = feature_batches(model, test)
+    rows = bypass_table(model, batches, group=group)
+    norms = recovery_norms(model, batches)
+    measured, count = [], 0
+    for batch in batches:  # the first REDUNDANCY_UTTERANCES utterances
+        if count >= REDUNDANCY_UTTERANCES:
+            break
+        take = min(len(batch.texts), REDUNDANCY_UTTERANCES - count)
+        measured.append((batch.features[:take], batch.lengths[:take]))
+        count += take
     redundancy = {}
     for label, center in (("raw", False), ("centred", True)):
-        batches = manifest_batches(model, measured)
         redundancy[label] = block_redundancy(
-            model, batches, max_distance=REDUNDANCY_DISTANCE, name=name, center=center
+            model, measured, max_distance=REDUNDANCY_DISTANCE, name=name, center=center
         )
     recovery = None if norms is None else {"skip": norms.skip, "branch": norms.branch}
     fit = half_rate_fit(model, test)

@@ -16,6 +16,7 @@ the half-rate blocks have frames can only be aligned at full rate. The paper's r
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,17 +24,21 @@ from dataclasses import dataclass
 import torch
 from lhotse import CutSet
 
-from squeezer.data.dataset import ctc_frames_needed, cut_text
-from squeezer.evaluate import evaluate
+from squeezer.data.dataset import AsrDataset, ctc_frames_needed, cut_text
+from squeezer.decoding import greedy_decode
 from squeezer.model import AsrModel
+from squeezer.scoring import ErrorRates, error_rates
 
 __all__ = [
     "BypassRow",
+    "FeatureBatch",
     "HalfRateFit",
     "RecoveryNorms",
     "bypass_markdown",
     "bypass_table",
     "bypassed",
+    "feature_batches",
+    "greedy_rates",
     "half_rate_blocks",
     "half_rate_fit",
     "recovery_norms",
@@ -91,12 +96,54 @@ def bypassed(model: AsrModel, blocks: tuple[int, ...] = (), branch: bool = False
             handle.remove()
 
 
+@dataclass(frozen=True)
+class FeatureBatch:
+    """Features of some test utterances, computed once and shared by every bypass."""
+
+    features: torch.Tensor  # (B, T, F)
+    lengths: torch.Tensor  # (B,)
+    texts: list[str]
+
+
+def feature_batches(
+    model: AsrModel, cuts: CutSet, max_batch_seconds: float = 60.0
+) -> list[FeatureBatch]:
+    """`cuts` in manifest order as feature batches of at most `max_batch_seconds` of audio
+    (unreadable cuts left out), so that each bypass costs one forward pass, not a decode."""
+    dataset = AsrDataset(copy.deepcopy(model.frontend).cpu(), encode=None)
+    batches, group, seconds = [], [], 0.0
+    for cut in [*cuts, None]:  # None flushes the last group
+        if group and (cut is None or seconds + cut.duration > max_batch_seconds):
+            batch = dataset[CutSet.from_cuts(group)]
+            if len(batch):
+                batches.append(FeatureBatch(batch.features, batch.feature_lengths, batch.texts))
+            group, seconds = [], 0.0
+        if cut is not None:
+            group.append(cut)
+            seconds += cut.duration
+    return batches
+
+
+@torch.no_grad()
+def greedy_rates(model: AsrModel, batches: list[FeatureBatch]) -> ErrorRates:
+    """Greedy-decoded error rates of the model over the batches."""
+    if model.tokenizer is None:
+        raise ValueError("the model has no tokenizer; load it with squeezer.load_model(dir)")
+    references, hypotheses = [], []
+    for batch in batches:
+        out = model(batch.features.to(model.device), batch.lengths.to(model.device))
+        decoded = greedy_decode(out.log_probs, out.lengths)
+        hypotheses += [model.tokenizer.decode(tokens) for tokens in decoded]
+        references += batch.texts
+    return error_rates(references, hypotheses)
+
+
 def bypass_table(
-    model: AsrModel, cuts: CutSet, group: tuple[int, ...] | None = None
+    model: AsrModel, batches: list[FeatureBatch], group: tuple[int, ...] | None = None
 ) -> list[BypassRow]:
-    """Greedy error rates on `cuts`: intact, every block skipped alone, the half-rate branch
-    skipped (U-Net models), and `group` skipped together (e.g. a Conformer's blocks at the
-    positions of a Squeezeformer's half-rate branch, for the same surgery on both)."""
+    """Greedy error rates over `batches`: intact, every block skipped alone, the half-rate
+    branch skipped (U-Net models), and `group` skipped together (e.g. a Conformer's blocks at
+    the positions of a Squeezeformer's half-rate branch, for the same surgery on both)."""
     variants = [("none", (), False)]
     variants += [(f"block {i}", (i,), False) for i in range(len(model.encoder.blocks))]
     span = half_rate_blocks(model)
@@ -107,15 +154,15 @@ def bypass_table(
     rows = []
     for label, blocks, branch in variants:
         with bypassed(model, blocks, branch):
-            rates = evaluate(model, cuts).rates["greedy"]
+            rates = greedy_rates(model, batches)
         rows.append(BypassRow(label, blocks, branch, rates.wer, rates.cer))
     return rows
 
 
 @torch.no_grad()
-def recovery_norms(model: AsrModel, cuts: CutSet) -> RecoveryNorms | None:
+def recovery_norms(model: AsrModel, batches: list[FeatureBatch]) -> RecoveryNorms | None:
     """Mean per-frame L2 norms of the skip and of the half-rate branch's term at the
-    recovery, over the valid frames of `cuts`; None without a U-Net."""
+    recovery, over the valid frames of `batches`; None without a U-Net."""
     encoder = model.encoder
     if encoder.time_recovery is None:
         return None
@@ -135,7 +182,8 @@ def recovery_norms(model: AsrModel, cuts: CutSet) -> RecoveryNorms | None:
     handles = [encoder.register_forward_pre_hook(remember_lengths),
                encoder.time_recovery.register_forward_hook(accumulate)]  # fmt: skip
     try:
-        evaluate(model, cuts)
+        for batch in batches:
+            encoder(batch.features.to(model.device), batch.lengths.to(model.device))
     finally:
         for handle in handles:
             handle.remove()
