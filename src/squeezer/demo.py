@@ -39,8 +39,8 @@ from squeezer.analysis.bypass import (
     BypassRow,
     bypass_table,
     feature_batches,
-    half_rate_blocks,
     half_rate_fit,
+    official_half_rate_span,
     recovery_norms,
 )
 from squeezer.analysis.flops import analytic_flops, frames_for_seconds
@@ -423,11 +423,11 @@ def run_demo(settings: DemoSettings) -> DemoOutcome:
     comparisons = compare(results, encoders)
     lap("scoring")
     first_seed = [r for r in results if r.seed == 0]
-    spans = [half_rate_blocks(load_model(r.model_dir)) for r in first_seed]
-    group = next((span for span in spans if span), ())
     analyses = []
     for result in first_seed:
         print(f"\n== where {result.name} does its work (bypass, redundancy) ==")
+        # A model without a U-Net loses the blocks a Squeezeformer of its depth halves.
+        group = official_half_rate_span(encoders[result.name].num_layers)
         analyses.append(analyse_model(result.name, result.model_dir, test, group))
     lap("analysis")
     best = min(first_seed, key=lambda r: r.rates["greedy"]["cer"])

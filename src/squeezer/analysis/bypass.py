@@ -41,6 +41,7 @@ __all__ = [
     "greedy_rates",
     "half_rate_blocks",
     "half_rate_fit",
+    "official_half_rate_span",
     "recovery_norms",
 ]
 
@@ -71,6 +72,13 @@ def half_rate_blocks(model: AsrModel) -> tuple[int, ...]:
         return ()
     end = config.time_recover_idx if config.time_recover_idx is not None else config.num_layers
     return tuple(range(config.time_reduce_idx, end))
+
+
+def official_half_rate_span(num_layers: int) -> tuple[int, ...]:
+    """The blocks a Squeezeformer of `num_layers` blocks runs at half rate in the official
+    configs (reduce before block L/2 - 1, recover before the last): the same surgery for a
+    Conformer of that depth."""
+    return tuple(range(num_layers // 2 - 1, num_layers - 1))
 
 
 @contextmanager
