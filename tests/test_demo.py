@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -158,8 +159,10 @@ def test_demo_recipes_are_the_papers_pairs_under_one_budget():
     configs = {name: load_recipe(name) for name in names}
     conformer = configs["demo/conformer"]
     for config in configs.values():
-        assert config.optim == conformer.optim and config.run == conformer.run
-        assert config.data == conformer.data
+        assert config.run == conformer.run and config.data == conformer.data
+        # The same recipe but for the peak LR: the Squeezeformers' is the paper's for SM/M.
+        assert config.optim == replace(conformer.optim, peak_lr=config.optim.peak_lr)
+    assert configs["demo/squeezeformer"].optim.peak_lr == 1.5e-3
     assert conformer.encoder.block_layout == "conformer"
     assert configs["demo/squeezeformer"].encoder.block_layout == "squeezeformer"
     flops, params = _cost("demo/conformer")
@@ -295,6 +298,9 @@ def test_demo_end_to_end_on_the_tiny_corpus(corpus, tmp_path, capsys, monkeypatc
     assert analyses["conformer"]["recovery"] is None
     assert 0 <= analyses["squeezeformer"]["half_rate_fit"]["too_long"] <= 1
     assert analyses["conformer"]["half_rate_fit"] is None
+    for analysis in analyses.values():
+        assert len(analysis["attention_entropy"]) == 4
+        assert all(0 < e <= 1 + 1e-6 for e in analysis["attention_entropy"])
     text = (out / "results.md").read_text()
     for name in (
         "results.md",
@@ -307,6 +313,7 @@ def test_demo_end_to_end_on_the_tiny_corpus(corpus, tmp_path, capsys, monkeypatc
         assert (out / name).stat().st_size > 0
         assert name == "results.md" or f"({name})" in text
     assert "| squeezeformer |" in text and "| half-rate branch (blocks 1-2) |" in text
+    assert "Attention entropy per block" in text
     # Trained side by side (2 runs, 2 cores), each logging into its own run folder.
     assert "training 2 runs, 2 at a time" in printed
     assert (out / "runs/conformer/train.log").stat().st_size > 0

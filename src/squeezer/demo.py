@@ -37,6 +37,7 @@ from lhotse import CutSet
 from squeezer.analysis.bench_peer import FRAME_SHIFT_S, best_seconds, make_batch
 from squeezer.analysis.bypass import (
     BypassRow,
+    attention_entropy,
     bypass_table,
     feature_batches,
     half_rate_fit,
@@ -155,6 +156,7 @@ class ModelAnalysis:
     recovery: dict[str, float] | None
     redundancy: dict[str, RedundancyReport]  # "raw", "centred"
     fit: dict[str, float] | None = None  # `analysis.bypass.HalfRateFit` on the test split
+    attention_entropy: list[float] = field(default_factory=list)  # per block, 1 = uniform
 
 
 def voice_group(cut, train_accents: set[str]) -> str:
@@ -354,7 +356,9 @@ def analyse_model(name: str, model_dir: str, test: CutSet, group: tuple[int, ...
         )
     recovery = None if norms is None else {"skip": norms.skip, "branch": norms.branch}
     fit = half_rate_fit(model, test)
-    return ModelAnalysis(name, rows, recovery, redundancy, None if fit is None else asdict(fit))
+    entropy = attention_entropy(model, batches)
+    fit_values = None if fit is None else asdict(fit)
+    return ModelAnalysis(name, rows, recovery, redundancy, fit_values, entropy)
 
 
 def _test_groups(corpus: Path) -> tuple[CutSet, dict[str, str]]:

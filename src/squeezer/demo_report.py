@@ -196,6 +196,19 @@ def _analysis_section(analyses: Sequence, out: Path) -> str:
                 "token each, one more per repeat) than the half-rate blocks have, so only the "
                 "full-rate blocks can align them."
             )
+    entropies = {a.name: a.attention_entropy for a in analyses if a.attention_entropy}
+    if entropies:
+        blocks = max(len(values) for values in entropies.values())
+        lines = ["| block | " + " | ".join(entropies) + " |", "|---|" + "---:|" * len(entropies)]
+        for index in range(blocks):
+            cells = [f"{100 * v[index]:.0f}" if index < len(v) else "-" for v in entropies.values()]
+            lines.append(f"| {index} | " + " | ".join(cells) + " |")
+        parts.append(
+            "Attention entropy per block, % of uniform attention over the utterance (100: every "
+            "query averages all frames; near 0: every query looks at one frame). A post-LN "
+            "block whose attention collapses onto a few frames outputs nearly the same vector "
+            "at every frame.\n\n" + "\n".join(lines)
+        )
     images = []
     for a in analyses:
         for kind, report in a.redundancy.items():

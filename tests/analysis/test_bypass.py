@@ -88,3 +88,25 @@ def test_half_rate_fit_counts_transcripts_the_half_rate_cannot_align(tmp_path):
     conformer = AsrModel(shrink(EncoderConfig.preset("conformer-s")), vocab_size=10)
     conformer.tokenizer = model.tokenizer
     assert half_rate_fit(conformer, [fits]) is None
+
+
+def test_attention_entropy_is_one_for_uniform_attention_and_lower_when_sharp():
+    from squeezer.analysis.bypass import FeatureBatch, attention_entropy
+
+    model = _model(input_dim=80)
+    torch.manual_seed(2)
+    batch = FeatureBatch(torch.randn(2, 120, 80), torch.tensor([120, 70]), ["a", "b"])
+    entropy = attention_entropy(model, [batch])
+    assert len(entropy) == 4 and all(0 < e <= 1 + 1e-6 for e in entropy)
+    with torch.no_grad():
+        for block in model.encoder.blocks:  # zero scores: every valid key weighs the same
+            for linear in (block.attn.linear_q, block.attn.linear_pos):
+                linear.weight.zero_()
+            block.attn.linear_q.bias.zero_()
+            block.attn.pos_bias_u.zero_()
+            block.attn.pos_bias_v.zero_()
+    assert attention_entropy(model, [batch]) == pytest.approx([1.0] * 4, abs=1e-6)
+    with torch.no_grad():  # large content scores: queries pick few keys
+        for block in model.encoder.blocks:
+            block.attn.linear_q.weight.copy_(500 * block.attn.linear_k.weight)
+    assert all(e < 0.5 for e in attention_entropy(model, [batch]))

@@ -115,3 +115,23 @@ def test_export_form_of_the_relative_shift_is_the_same_map():
     for T in (1, 2, 5, 16, 33):
         scores = torch.randn(2, 3, T, 2 * T - 1)
         assert torch.equal(_relative_shift_by_reshape(scores), relative_shift(scores))
+
+
+def test_attention_weights_are_the_ones_forward_applies():
+    # In float64 the weights times the values, through linear_out, are forward's output.
+    torch.manual_seed(3)
+    config = EncoderConfig(d_model=16, num_heads=4, attention_dropout=0.0)
+    module = RelPositionMultiHeadAttention(config).double().eval()
+    with torch.no_grad():
+        module.pos_bias_u.normal_()
+        module.pos_bias_v.normal_()
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
+    padding_mask = torch.tensor([[False] * 7, [False] * 4 + [True] * 3])
+    pos_emb = relative_positional_encoding(7, 16, x.device, x.dtype)
+    weights = module.attention_weights(x, pos_emb, padding_mask)  # (B, H, T, T)
+    assert torch.all(weights[1, :, :, 4:] == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 7, dtype=torch.float64))
+    v = module.linear_v(x).view(2, 7, 4, 4).transpose(1, 2)  # (B, H, T, dh)
+    out = module.linear_out((weights @ v).transpose(1, 2).reshape(2, 7, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(out, module(x, pos_emb, padding_mask), rtol=1e-12, atol=1e-12)

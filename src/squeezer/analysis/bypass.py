@@ -34,6 +34,7 @@ __all__ = [
     "FeatureBatch",
     "HalfRateFit",
     "RecoveryNorms",
+    "attention_entropy",
     "bypass_markdown",
     "bypass_table",
     "bypassed",
@@ -197,6 +198,41 @@ def recovery_norms(model: AsrModel, batches: list[FeatureBatch]) -> RecoveryNorm
             handle.remove()
     frames = max(sums["frames"], 1)
     return RecoveryNorms(skip=sums["skip"] / frames, branch=sums["branch"] / frames)
+
+
+@torch.no_grad()
+def attention_entropy(model: AsrModel, batches: list[FeatureBatch]) -> list[float]:
+    """Per block, the mean entropy of its attention weights over valid query frames, as a
+    fraction of the uniform distribution's (log of the utterance's valid frames): near 1 an
+    average over the utterance, near 0 every query on one key. A post-LN block whose attention
+    collapses onto a few keys outputs nearly the same vector at every frame."""
+    encoder = model.encoder
+    sums = [0.0] * len(encoder.blocks)
+    counts = [0] * len(encoder.blocks)
+
+    def measure(index: int):
+        def hook(module, args) -> None:  # attn.forward(x, pos_emb, padding_mask)
+            x, pos_emb, padding_mask = args
+            weights = module.attention_weights(x, pos_emb, padding_mask)  # (B, H, T, T)
+            entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)  # (B, H, T)
+            valid = ~padding_mask  # (B, T)
+            uniform = valid.sum(1).clamp_min(2).double().log()  # (B,)
+            relative = entropy.double() / uniform[:, None, None]  # (B, H, T)
+            mask = valid[:, None, :].expand_as(relative)
+            sums[index] += float(relative[mask].sum())
+            counts[index] += int(mask.sum())
+
+        return hook
+
+    handles = [block.attn.register_forward_pre_hook(measure(index))
+               for index, block in enumerate(encoder.blocks)]  # fmt: skip
+    try:
+        for batch in batches:
+            encoder(batch.features.to(model.device), batch.lengths.to(model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]
 
 
 @dataclass(frozen=True)

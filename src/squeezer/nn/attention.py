@@ -111,6 +111,20 @@ class RelPositionMultiHeadAttention(nn.Module):
         B, T, _ = x.size()
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
 
+    @torch.no_grad()
+    def attention_weights(
+        self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The softmax weights `forward` applies (without dropout), for analysis: x (B, T, D),
+        pos_emb (2T - 1, D), padding_mask (B, T) -> (B, H, T, T), zero at padded keys."""
+        q, k = self._heads(self.linear_q(x)), self._heads(self.linear_k(x))  # (B, H, T, dh)
+        p = self.linear_pos(pos_emb).view(-1, self.num_heads, self.head_dim).permute(1, 2, 0)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        position = relative_shift(torch.matmul((q + self.pos_bias_v.unsqueeze(1)) * scale, p))
+        content = torch.matmul((q + self.pos_bias_u.unsqueeze(1)) * scale, k.transpose(-1, -2))
+        scores = (content + position).masked_fill(padding_mask[:, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1)  # (B, H, T, T)
+
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
     ) -> torch.Tensor:
