@@ -25,10 +25,10 @@ from squeezer.nn.heads import masked_mean
 from squeezer.training import train
 from squeezer.training.checkpoints import latest_checkpoint, load_checkpoint
 from squeezer.training.metrics import read_metrics
-from squeezer.training.recipe import load_recipe
+from squeezer.training.recipe import load_recipe, packaged_recipes
 from tests.conftest import first_utterances, shrink
 
-GPU_RECIPES = sorted((Path(__file__).parent.parent / "configs" / "demo").glob("gpu-*.yaml"))
+GPU_RECIPES = sorted(p for n, p in packaged_recipes().items() if n.startswith("demo/gpu-"))
 PRESETS = ["squeezeformer-xs", "conformer-s"]
 
 

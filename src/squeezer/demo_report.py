@@ -282,6 +282,7 @@ def write_report(out: Path, outcome, command: str) -> Path:
                 "bypass": [asdict(row) for row in a.bypass],
                 "recovery": a.recovery,
                 "half_rate_fit": a.fit,
+                "attention_entropy": a.attention_entropy,
                 "redundancy": {k: v.to_dict() for k, v in a.redundancy.items()},
             }
             for a in outcome.analyses

@@ -129,10 +129,20 @@ def test_finetuned_nemo_model_keeps_its_frontend_learns_and_transcribes(
 
 
 def test_text_longer_than_the_encoder_frames_is_a_one_line_error(subset, tmp_path, capsys):
+    # Every transcript four times over: more tokens than the 80 ms frames of its audio.
+    cuts = [
+        fastcopy(
+            cut, supervisions=[fastcopy(s, text=" ".join([s.text] * 4)) for s in cut.supervisions]
+        )
+        for cut in load_cuts(subset)
+    ]
+    long_text = save_cuts(CutSet.from_cuts(cuts), tmp_path / "long.jsonl.gz")
     nemo = FIXTURES / "fastconformer_dw8_bpe.nemo"
-    recipe = write_recipe(tmp_path / "r.yaml", subset, steps=1)
-    error = error_line(capsys, ["train", str(recipe), "--out", str(tmp_path), "--init", str(nemo)])
-    assert str(subset) in error and "more tokens than encoder frames (CTC cannot align): 8" in error
+    recipe = write_recipe(tmp_path / "r.yaml", long_text, steps=1)
+    run = tmp_path / "run"
+    error = error_line(capsys, ["train", str(recipe), "--out", str(run), "--init", str(nemo)])
+    assert str(long_text) in error
+    assert "more tokens than encoder frames (CTC cannot align): 8" in error
 
 
 def test_new_vocabulary_puts_a_fresh_head_on_the_loaded_encoder(unknown_text, tmp_path):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from squeezer.training.recipe import load_recipe
+from squeezer.training.recipe import load_recipe, packaged_recipes
 
-RECIPES = sorted((Path(__file__).parents[2] / "configs" / "recipes").glob("*.yaml"))
+RECIPES = sorted(packaged_recipes().values())
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])

@@ -168,6 +168,16 @@ def bypass_table(
     return rows
 
 
+def _encode_hooked(model: AsrModel, batches: list[FeatureBatch], handles: list) -> None:
+    """Run the encoder over `batches` for its hooks' sake, then remove the hooks."""
+    try:
+        for batch in batches:
+            model.encoder(batch.features.to(model.device), batch.lengths.to(model.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @torch.no_grad()
 def recovery_norms(model: AsrModel, batches: list[FeatureBatch]) -> RecoveryNorms | None:
     """Mean per-frame L2 norms of the skip and of the half-rate branch's term at the
@@ -188,14 +198,11 @@ def recovery_norms(model: AsrModel, batches: list[FeatureBatch]) -> RecoveryNorm
         sums["branch"] += float((output - skip).norm(dim=-1)[valid].sum())
         sums["frames"] += int(valid.sum())
 
-    handles = [encoder.register_forward_pre_hook(remember_lengths),
-               encoder.time_recovery.register_forward_hook(accumulate)]  # fmt: skip
-    try:
-        for batch in batches:
-            encoder(batch.features.to(model.device), batch.lengths.to(model.device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [
+        encoder.register_forward_pre_hook(remember_lengths),
+        encoder.time_recovery.register_forward_hook(accumulate),
+    ]
+    _encode_hooked(model, batches, hooks)
     frames = max(sums["frames"], 1)
     return RecoveryNorms(skip=sums["skip"] / frames, branch=sums["branch"] / frames)
 
@@ -224,14 +231,10 @@ def attention_entropy(model: AsrModel, batches: list[FeatureBatch]) -> list[floa
 
         return hook
 
-    handles = [block.attn.register_forward_pre_hook(measure(index))
-               for index, block in enumerate(encoder.blocks)]  # fmt: skip
-    try:
-        for batch in batches:
-            encoder(batch.features.to(model.device), batch.lengths.to(model.device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [
+        block.attn.register_forward_pre_hook(measure(i)) for i, block in enumerate(encoder.blocks)
+    ]
+    _encode_hooked(model, batches, hooks)
     return [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]
 
 

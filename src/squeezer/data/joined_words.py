@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 
 from squeezer.audio import SAMPLE_RATE, load_audio
-from squeezer.data.tts import Voice, synthesize
+from squeezer.data.tts import Prosody, Voice, synthesize
 
 __all__ = ["WORDS", "SpokenFile", "joined_words"]
 
@@ -37,7 +37,7 @@ class SpokenFile:
 
 
 def _word_clip(voice: Voice, word: str, path: Path) -> np.ndarray:
-    synthesize(voice, word, 175, 50, path)
+    synthesize(voice, word, Prosody(rate=175, pitch=50), path)
     samples = load_audio(path)
     rms = np.sqrt(np.convolve(samples**2, np.ones(160) / 160, mode="same"))
     speech = np.nonzero(rms > rms.max() * 10 ** (ONSET_DB / 20))[0]
