@@ -255,8 +255,9 @@ def half_rate_fit(model: AsrModel, cuts: CutSet) -> HalfRateFit | None:
         return None
     samples = torch.tensor([round(cut.duration * 16_000) for cut in cuts])
     half = (model.frames_for_samples(samples) + 1) // 2  # ceil(T' / 2), TimeReduction's
-    needed = torch.tensor([ctc_frames_needed(model.tokenizer.encode(cut_text(c))) for c in cuts])
-    tokens = sum(len(model.tokenizer.encode(cut_text(c))) for c in cuts)
+    encoded = [model.tokenizer.encode(cut_text(cut)) for cut in cuts]
+    needed = torch.tensor([ctc_frames_needed(tokens) for tokens in encoded])
+    tokens = sum(len(tokens) for tokens in encoded)
     seconds = sum(cut.duration for cut in cuts)
     return HalfRateFit(
         tokens_per_second=tokens / seconds,
