@@ -41,3 +41,24 @@ def test_identity_in_eval_and_at_zero_probability():
     assert torch.equal(Dropout(0.5).eval()(x), x)
     assert torch.equal(Dropout(0.0).train()(x), x)
     assert isinstance(Dropout(0.1), torch.nn.Dropout)
+
+
+def test_backward_multiplies_by_the_same_mask_as_forward():
+    # The mask is rebuilt in backward from the saved random lanes: it must be forward's mask.
+    dropout = Dropout(0.25).train()
+    x = torch.ones(3, 1000, requires_grad=True)
+    y = dropout(x)
+    grad = torch.randn(3, 1000)
+    y.backward(grad)
+    assert torch.equal(x.grad, grad * y)  # y is the mask itself: 0 or 1 / (1 - p) exactly
+
+
+def test_keeps_the_input_dtype():
+    dropout = Dropout(0.1).train()
+    x = torch.randn(8, 100, dtype=torch.bfloat16, requires_grad=True)
+    y = dropout(x)
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
+    kept = y[y != 0].float() / x[y != 0].detach().float()
+    # 1 / 0.9 rounded to bf16 (8 significant bits), times x rounded again: within 2 ** -7.
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.9), rtol=2**-7, atol=0)
