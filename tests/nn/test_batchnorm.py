@@ -88,3 +88,22 @@ def test_bf16_autocast_backward_and_eval():
         out = norm(x.detach(), mask)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), norm(x.detach().float(), mask), rtol=2**-8, atol=2**-8)
+
+
+def test_masked_statistics_gradient_is_exact_in_float64():
+    """The hand-written backward against finite differences, padded frames included."""
+    from squeezer.nn.batchnorm import _MaskedBatchNormFunction
+
+    torch.manual_seed(2)
+    mask = torch.arange(12)[None, :] >= torch.tensor([12, 5, 9])[:, None]  # (3, 12)
+    keep = (~mask).double()[:, None, None, :]
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = (1.5 + torch.randn(3, 4, 1, 12, dtype=torch.float64)).contiguous(memory_format=layout)
+        weight = torch.randn(4, dtype=torch.float64)
+        bias = torch.randn(4, dtype=torch.float64)
+        inputs = tuple(t.requires_grad_() for t in (x, weight, bias))
+
+        def normalise(x, weight, bias):
+            return _MaskedBatchNormFunction.apply(x, keep, keep.sum(), weight, bias, 1e-5)[0]
+
+        assert torch.autograd.gradcheck(normalise, inputs)
