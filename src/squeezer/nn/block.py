@@ -41,10 +41,11 @@ class ConformerBlock(nn.Module):
         self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
     ) -> torch.Tensor:
         """(B, T, D) -> (B, T, D)."""
-        x = x + 0.5 * self.dropout(self.ff1(self.pre_ff1(x)))  # Macaron half-step residual
+        # Macaron half-step residuals; add's alpha scales inside the add, no extra pass.
+        x = torch.add(x, self.dropout(self.ff1(self.pre_ff1(x))), alpha=0.5)
         x = x + self.dropout(self.attn(self.pre_attn(x), pos_emb, padding_mask))
         x = x + self.dropout(self.conv(self.pre_conv(x), padding_mask))
-        x = x + 0.5 * self.dropout(self.ff2(self.pre_ff2(x)))
+        x = torch.add(x, self.dropout(self.ff2(self.pre_ff2(x))), alpha=0.5)
         return self.post_block(x)
 
 
