@@ -49,16 +49,27 @@ def direct_attention(module, x, padding_mask):
     return module.linear_out(out.reshape(B, T, D))
 
 
-def test_relative_attention_matches_direct_float64_reference():
-    config = EncoderConfig(d_model=16, num_heads=2, attention_dropout=0.0)
-    module = RelPositionMultiHeadAttention(config).double().eval()
+def float64_attention(num_heads: int) -> RelPositionMultiHeadAttention:
+    """A d_model 16 float64 attention without dropout, its u and v biases drawn at random."""
+    config = EncoderConfig(d_model=16, num_heads=num_heads, attention_dropout=0.0)
+    module = RelPositionMultiHeadAttention(config).double()
     with torch.no_grad():
         module.pos_bias_u.normal_()
         module.pos_bias_v.normal_()
+    return module
+
+
+def padded_input() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (2, 9, 16) float64, a padding mask with the second sequence 6 frames long, pos_emb."""
     x = torch.randn(2, 9, 16, dtype=torch.float64)
     padding_mask = torch.zeros(2, 9, dtype=torch.bool)
     padding_mask[1, 6:] = True
-    pos_emb = relative_positional_encoding(9, 16, x.device, x.dtype)
+    return x, padding_mask, relative_positional_encoding(9, 16, x.device, x.dtype)
+
+
+def test_relative_attention_matches_direct_float64_reference():
+    module = float64_attention(num_heads=2).eval()
+    x, padding_mask, pos_emb = padded_input()
     with torch.no_grad():
         ours = module(x, pos_emb, padding_mask)
         reference = direct_attention(module, x, padding_mask)
@@ -120,11 +131,7 @@ def test_export_form_of_the_relative_shift_is_the_same_map():
 def test_attention_weights_are_the_ones_forward_applies():
     # In float64 the weights times the values, through linear_out, are forward's output.
     torch.manual_seed(3)
-    config = EncoderConfig(d_model=16, num_heads=4, attention_dropout=0.0)
-    module = RelPositionMultiHeadAttention(config).double().eval()
-    with torch.no_grad():
-        module.pos_bias_u.normal_()
-        module.pos_bias_v.normal_()
+    module = float64_attention(num_heads=4).eval()
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     padding_mask = torch.tensor([[False] * 7, [False] * 4 + [True] * 3])
     pos_emb = relative_positional_encoding(7, 16, x.device, x.dtype)
@@ -152,15 +159,8 @@ def test_relative_shift_gradient_equals_autograds_strided_view_gradient(T):
 def test_training_path_matches_the_sdpa_path_with_gradients():
     """On CPU, training runs the explicit attention; without dropout it is the SDPA maths."""
     torch.manual_seed(4)
-    config = EncoderConfig(d_model=16, num_heads=2, attention_dropout=0.0)
-    module = RelPositionMultiHeadAttention(config).double()
-    with torch.no_grad():
-        module.pos_bias_u.normal_()
-        module.pos_bias_v.normal_()
-    x = torch.randn(2, 9, 16, dtype=torch.float64)
-    padding_mask = torch.zeros(2, 9, dtype=torch.bool)
-    padding_mask[1, 6:] = True
-    pos_emb = relative_positional_encoding(9, 16, x.device, x.dtype)
+    module = float64_attention(num_heads=2)
+    x, padding_mask, pos_emb = padded_input()
     results = []
     for training in (True, False):
         module.train(training)
