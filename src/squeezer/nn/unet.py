@@ -56,6 +56,5 @@ class TimeRecovery(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """x (B, ceil(T/2), D), skip (B, T, D) -> (B, T, D)."""
-        # The linear map commutes with repeating frames: applied first, it runs on half of them.
-        x = self.linear(x).repeat_interleave(STRIDE, dim=1)[:, : skip.size(1)]  # (B, T, D)
-        return skip + x
+        x = x.repeat_interleave(STRIDE, dim=1)[:, : skip.size(1)]  # (B, T, D)
+        return skip + self.linear(x)
