@@ -155,12 +155,27 @@ class RelPositionMultiHeadAttention(nn.Module):
         """The softmax weights `forward` applies (without dropout), for analysis: x (B, T, D),
         pos_emb (2T - 1, D), padding_mask (B, T) -> (B, H, T, T), zero at padded keys."""
         q, k = self._heads(self.linear_q(x)), self._heads(self.linear_k(x))  # (B, H, T, dh)
-        p = self.linear_pos(pos_emb).view(-1, self.num_heads, self.head_dim).permute(1, 2, 0)
+        bias = self._position_and_padding_bias(q, pos_emb, padding_mask)  # (B, H, T, T)
+        q_u = (q + self.pos_bias_u.unsqueeze(1)) * (1.0 / math.sqrt(self.head_dim))
+        return (torch.matmul(q_u, k.transpose(-1, -2)) + bias).softmax(dim=-1)  # (B, H, T, T)
+
+    def _position_and_padding_bias(
+        self, q: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The scores' additive part: scaled (q + v) . p_(i-j), and -inf at padded keys.
+
+        q (B, H, T, dh), pos_emb (2T - 1, D), padding_mask (B, T) -> (B, H, T, T).
+        """
+        B, _, T, _ = q.size()
+        p = self.linear_pos(pos_emb).view(-1, self.num_heads, self.head_dim)  # (2T-1, H, dh)
+        p = p.permute(1, 2, 0)  # (H, dh, 2T - 1)
         scale = 1.0 / math.sqrt(self.head_dim)
-        position = relative_shift(torch.matmul((q + self.pos_bias_v.unsqueeze(1)) * scale, p))
-        content = torch.matmul((q + self.pos_bias_u.unsqueeze(1)) * scale, k.transpose(-1, -2))
-        scores = (content + position).masked_fill(padding_mask[:, None, None, :], float("-inf"))
-        return scores.softmax(dim=-1)  # (B, H, T, T)
+        q_v = q + self.pos_bias_v.unsqueeze(1)  # (B, H, T, dh)
+        position_scores = relative_shift(torch.matmul(q_v * scale, p))  # (B, H, T, T)
+        # Adding -inf at padded keys: 6x faster than masked_fill on the strided scores.
+        key_bias = torch.zeros(B, 1, 1, T, dtype=position_scores.dtype, device=q.device)
+        key_bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
+        return position_scores + key_bias  # (B, H, T, T)
 
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
@@ -170,16 +185,7 @@ class RelPositionMultiHeadAttention(nn.Module):
         q = self._heads(self.linear_q(x))  # (B, H, T, dh)
         k = self._heads(self.linear_k(x))
         v = self._heads(self.linear_v(x))
-        p = self.linear_pos(pos_emb).view(-1, self.num_heads, self.head_dim)  # (2T-1, H, dh)
-        p = p.permute(1, 2, 0)  # (H, dh, 2T - 1)
-
-        scale = 1.0 / math.sqrt(self.head_dim)
-        q_v = q + self.pos_bias_v.unsqueeze(1)  # (B, H, T, dh)
-        position_scores = relative_shift(torch.matmul(q_v * scale, p))  # (B, H, T, T)
-        # Adding -inf at padded keys: 6x faster than masked_fill on the strided scores.
-        key_bias = torch.zeros(B, 1, 1, T, dtype=position_scores.dtype, device=x.device)
-        key_bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
-        bias = position_scores + key_bias  # (B, H, T, T)
+        bias = self._position_and_padding_bias(q, pos_emb, padding_mask)  # (B, H, T, T)
 
         q_u = q + self.pos_bias_u.unsqueeze(1)
         cpu_training = self.training and x.device.type == "cpu"
