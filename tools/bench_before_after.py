@@ -13,42 +13,26 @@ forward+backward (wall and CPU time) and eval-mode forward (wall).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from squeezer.analysis.bench_rounds import Measurement, Spread, run_process
+
 HERE = Path(__file__).resolve().parent
-Seconds = tuple[float, float, float]  # forward wall, train wall, train CPU
 
 
-def measure(src: Path, preset: str, threads: int) -> Seconds:
-    """One fresh worker process importing squeezer from `src`."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(src),
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-    }
-    command = [sys.executable, "-m", "squeezer.analysis.bench_peer"]
-    command += ["--implementation", "squeezer", "--preset", preset, "--threads", str(threads)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or ["no output"]
-        raise SystemExit(f"worker for {src} ({preset}) failed: {lines[-1]}")
-    result = json.loads(done.stdout.splitlines()[-1])
-    return (
-        min(result["forward_wall_seconds"]),
-        min(result["train_wall_seconds"]),
-        min(result["train_cpu_seconds"]),
-    )
+def measure(src: Path, preset: str, threads: int, round_: int) -> Measurement:
+    """One fresh worker process importing squeezer from `src`: the benchmark's own runner puts
+    its `peer_dir` first on the child's import path, ahead of this process's squeezer."""
+    try:
+        return run_process(round_, "squeezer", preset, 3, threads, peer_dir=src)
+    except RuntimeError as error:
+        raise SystemExit(f"{src}: {error}") from error
 
 
 def spread(ratios: list[float]) -> str:
-    return f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]"
+    s = Spread.of(ratios)
+    return f"{s.median:.2f}x [{s.low:.2f}, {s.high:.2f}]"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -64,17 +48,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"{src} has no squeezer package")
     if args.rounds < 1:
         parser.error(f"--rounds {args.rounds} must be at least 1")
-    ratios: dict[str, list[Seconds]] = {preset: [] for preset in args.presets}
+    fields = ("train_wall", "train_cpu", "forward_wall")  # the table's columns
+    ratios = {(preset, field): [] for preset in args.presets for field in fields}
     for round_index in range(args.rounds):
         for preset in args.presets:
-            before = measure(args.before, preset, args.threads)
-            after = measure(args.after, preset, args.threads)
-            ratios[preset].append(tuple(b / a for b, a in zip(before, after, strict=True)))
-            print(f"round {round_index + 1}: {preset} before/after {ratios[preset][-1]}")
+            before = measure(args.before, preset, args.threads, round_index)
+            after = measure(args.after, preset, args.threads, round_index)
+            for field in fields:
+                ratios[preset, field].append(getattr(before, field) / getattr(after, field))
+            done = ", ".join(f"{field} {ratios[preset, field][-1]:.2f}" for field in fields)
+            print(f"round {round_index + 1}: {preset} before/after {done}")
     print("\n| preset | fwd+bwd, wall | fwd+bwd, CPU time | fwd, wall |\n|---|---|---|---|")
-    for preset, rows in ratios.items():
-        forward, train, train_cpu = (list(column) for column in zip(*rows, strict=True))
-        print(f"| {preset} | {spread(train)} | {spread(train_cpu)} | {spread(forward)} |")
+    for preset in args.presets:
+        cells = " | ".join(spread(ratios[preset, field]) for field in fields)
+        print(f"| {preset} | {cells} |")
 
 
 if __name__ == "__main__":
