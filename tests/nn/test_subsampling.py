@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from squeezer import EncoderConfig
 from squeezer.nn.masks import conv_output_lengths, lengths_to_padding_mask
+from squeezer.nn import subsampling
 from squeezer.nn.subsampling import Subsampling
 
 
@@ -27,19 +28,33 @@ def reference_front(front: Subsampling, x: torch.Tensor, lengths: torch.Tensor) 
 
 
 @pytest.mark.parametrize("kind", ["depthwise", "conv2d"])
-def test_front_and_its_gradients_match_plain_convolutions_in_float64(kind):
+@pytest.mark.parametrize(
+    "frames, chunk_bytes",
+    [
+        (37, subsampling.CPU_CHUNK_BYTES),  # one chunk, the longest utterance fills it
+        (45, subsampling.CPU_CHUNK_BYTES),  # one chunk, cut to 37 frames and padded back
+        (45, 1),  # one utterance per chunk, each cut to its own length
+    ],
+)
+def test_front_and_its_gradients_match_plain_convolutions_in_float64(
+    kind, frames, chunk_bytes, monkeypatch
+):
+    monkeypatch.setattr(subsampling, "CPU_CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     config = EncoderConfig(input_dim=20, d_model=16, subsampling=kind, subsampling_channels=8)
     front = Subsampling(config).double()
-    x = torch.randn(3, 37, 20, dtype=torch.float64)
+    x = torch.randn(3, frames, 20, dtype=torch.float64)
     lengths = torch.tensor([37, 30, 11])
-    grad = torch.randn(3, 10, 16, dtype=torch.float64)
+    grad = torch.randn(3, (frames + 3) // 4, 16, dtype=torch.float64)
     results = []
     for run in (lambda: front(x, lengths)[0], lambda: reference_front(front, x, lengths)):
         front.zero_grad()
         out = run()
         out.backward(grad)
         results.append([out.detach()] + [p.grad.clone() for p in front.parameters()])
+    with torch.no_grad():  # the in-place inference path
+        results[0].append(front(x, lengths)[0])
+    results[1].append(results[1][0])
     # float64 sums of at most a few hundred terms of size ~1: agree to ~1e-14.
     for ours, reference in zip(*results, strict=True):
         torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-10)

@@ -83,6 +83,21 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 3, 1)  # (b, T', F', C')
 
 
+def _zero_padding_(x: torch.Tensor, padding: list[int] | torch.Tensor) -> torch.Tensor:
+    """Zero the padded frames of x (b, T, ...) in place.
+
+    `padding` is either each utterance's length, and then only the padded tails are written
+    (a broadcast masked_fill reads and writes the whole tensor, 20 MB per 10 s utterance for
+    the first stage at C = 256), or a (b, T, 1, 1) bool mask, one kernel on accelerators.
+    """
+    if isinstance(padding, torch.Tensor):
+        return x.masked_fill_(padding, 0.0)
+    for index, length in enumerate(padding):
+        if length < x.size(1):
+            x[index, length:].zero_()
+    return x
+
+
 class _MaskedReLU(torch.autograd.Function):
     """relu(x) with padded frames set to 0, in one new tensor; backward passes the gradient
     where the output is positive.
@@ -93,8 +108,8 @@ class _MaskedReLU(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        out = x.masked_fill(padding_mask, 0.0).relu_()
+    def forward(ctx, x: torch.Tensor, padding: list[int] | torch.Tensor) -> torch.Tensor:
+        out = _zero_padding_(x.relu(), padding)
         ctx.save_for_backward(out)
         return out
 
@@ -160,7 +175,16 @@ class Subsampling(nn.Module):
     def _convolve(
         self, x: torch.Tensor, lengths: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
-        """x (b, T, F) with zeroed padding -> (b, T', D); `weight` from _frequency_major_weight."""
+        """x (b, T, F) with zeroed padding -> (b, T', D); `weight` from _frequency_major_weight.
+
+        On CPU the chunk is first cut to its longest utterance, and its output padded back
+        with what the cut frames would give (zeros through every stage, so the linear's bias):
+        a batch's padding costs no convolution.
+        """
+        b, T_in, _ = x.size()
+        cut = x.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+        if cut:
+            x = x[:, : int(lengths.max())]  # (b, T_c, F)
         for index, stage in enumerate(self.stages):
             if index == 0:
                 x = _first_conv(stage[0], x)  # (b, T/2, F/2, C)
@@ -169,13 +193,22 @@ class Subsampling(nn.Module):
                     x = _conv(conv, x)  # (b, T/2, F/2, C) of its input
             lengths = conv_output_lengths(lengths, KERNEL_SIZE, STRIDE, PADDING)
             # Zero padded frames before the next stage mixes time; ReLU keeps them zero.
-            mask = lengths_to_padding_mask(lengths, x.size(1))[:, :, None, None]
+            padding = (
+                lengths.tolist()
+                if cut
+                else lengths_to_padding_mask(lengths, x.size(1))[:, :, None, None]
+            )
             if torch.is_grad_enabled() and x.requires_grad:
-                x = _MaskedReLU.apply(x, mask)
-            else:  # no autograd to confuse: in place, without a new 10 MB tensor per stage
-                x = x.masked_fill_(mask, 0.0).relu_()
-        b, T, Fq, C = x.size()
-        return F.linear(x.reshape(b, T, Fq * C), weight, self.linear.bias)  # (b, T', D)
+                x = _MaskedReLU.apply(x, padding)
+            else:  # no autograd to confuse: in place, without a new 20 MB tensor per stage
+                x = _zero_padding_(x.relu_(), padding)
+        _, T, Fq, C = x.size()
+        y = F.linear(x.reshape(b, T, Fq * C), weight, self.linear.bias)  # (b, T, D)
+        if not cut:
+            return y
+        T_out = int(self.output_lengths(torch.tensor(T_in)))
+        zero_frames = self.linear.bias.expand(b, T_out - T, y.size(-1))  # linear(0) = bias
+        return torch.cat([y, zero_frames], dim=1)  # (b, T', D)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, F), lengths (B,) -> (y (B, T', D), lengths (B,))."""
