@@ -77,6 +77,19 @@ def test_relative_attention_matches_direct_float64_reference():
     assert (ours - reference).abs().max() < 1e-10
 
 
+def test_inference_per_utterance_position_bias_equals_the_batched_autograd_one():
+    """Without autograd on CPU the position scores go one utterance at a time."""
+    module = float64_attention(num_heads=2).eval()
+    x, padding_mask, pos_emb = padded_input()
+    q = module._heads(module.linear_q(x))  # (B, H, T, dh), with autograd
+    batched = module._position_and_padding_bias(q, pos_emb, padding_mask)
+    with torch.no_grad():
+        per_utterance = module._position_and_padding_bias(q.detach(), pos_emb, padding_mask)
+    # The same float64 products per entry, batched or not: ~1e-16 (-inf at padded keys).
+    torch.testing.assert_close(per_utterance, batched.detach(), rtol=1e-12, atol=1e-12)
+    assert torch.isinf(per_utterance[1, :, :, 6:]).all()
+
+
 def test_positional_encoding_rows_are_distances_from_t_minus_1_down():
     encoding = relative_positional_encoding(5, 8, torch.device("cpu"), torch.float64)
     assert encoding.shape == (9, 8)

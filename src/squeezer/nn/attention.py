@@ -170,12 +170,22 @@ class RelPositionMultiHeadAttention(nn.Module):
         p = self.linear_pos(pos_emb).view(-1, self.num_heads, self.head_dim)  # (2T-1, H, dh)
         p = p.permute(1, 2, 0)  # (H, dh, 2T - 1)
         scale = 1.0 / math.sqrt(self.head_dim)
-        q_v = q + self.pos_bias_v.unsqueeze(1)  # (B, H, T, dh)
-        position_scores = relative_shift(torch.matmul(q_v * scale, p))  # (B, H, T, T)
+        q_v = (q + self.pos_bias_v.unsqueeze(1)) * scale  # (B, H, T, dh)
         # Adding -inf at padded keys: 6x faster than masked_fill on the strided scores.
-        key_bias = torch.zeros(B, 1, 1, T, dtype=position_scores.dtype, device=q.device)
+        key_bias = torch.zeros(B, 1, 1, T, dtype=q.dtype, device=q.device)
         key_bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
-        return position_scores + key_bias  # (B, H, T, T)
+        autograd = torch.is_grad_enabled() and (q_v.requires_grad or p.requires_grad)
+        if autograd or q.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+            return relative_shift(torch.matmul(q_v, p)) + key_bias  # (B, H, T, T)
+        # Inference on CPU takes one utterance at a time: its (H, T, 2T - 1) scores stay in
+        # cache until the shifted band is read out, where the whole batch's (16 MB at XS
+        # size) went through memory and made this matmul 2x slower inside the encoder than
+        # alone; the XS forward is about 5 % faster.
+        bias = q.new_empty(B, self.num_heads, T, T)
+        for b in range(B):
+            scores = torch.matmul(q_v[b : b + 1], p)  # (1, H, T, 2T - 1)
+            torch.add(relative_shift(scores), key_bias[b : b + 1], out=bias[b : b + 1])
+        return bias  # (B, H, T, T)
 
     def forward(
         self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
