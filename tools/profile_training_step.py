@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from squeezer.data.dataset import load_cut_audio, pad_sequences, speed_perturb
+from squeezer.data.dataset import AsrBatch, load_cut_audio, pad_sequences, speed_perturb
 from squeezer.data.manifests import load_cuts
 from squeezer.features import LogMelFrontend
 from squeezer.model import AsrModel
@@ -71,9 +71,10 @@ def profile(recipe: str, manifest: Path, batches: int, seed: int) -> dict[str, l
         with torch.no_grad():
             features, feature_lengths = frontend(audio, lengths)
         clock["features"] = time.perf_counter()
-        encoded = [torch.tensor(tokenizer.encode(c.supervisions[0].text)) for c in sampled]
-        targets, target_lengths = pad_sequences(encoded)
-        batch = _Batch(features, feature_lengths, targets, target_lengths)
+        texts = [c.supervisions[0].text for c in sampled]
+        targets, target_lengths = pad_sequences([torch.tensor(tokenizer.encode(t)) for t in texts])
+        ids = [c.id for c in sampled]
+        batch = AsrBatch(features, feature_lengths, targets, target_lengths, texts, ids)
         loss = ctc_loss(model, batch, None)
         clock["forward + CTC loss"] = time.perf_counter()
         loss.backward()
@@ -88,14 +89,6 @@ def profile(recipe: str, manifest: Path, batches: int, seed: int) -> dict[str, l
                 previous = clock[stage]
             times["audio s"].append(float(lengths.sum()) / 16_000)
     return times
-
-
-class _Batch:
-    """The fields of `AsrBatch` that `ctc_loss` reads."""
-
-    def __init__(self, features, feature_lengths, targets, target_lengths) -> None:
-        self.features, self.feature_lengths = features, feature_lengths
-        self.targets, self.target_lengths = targets, target_lengths
 
 
 def table(results: dict[str, dict[str, list[float]]]) -> str:

@@ -258,8 +258,9 @@ class Trainer:
         return Checkpoint(*found)
 
     def _restore(self, checkpoint: Checkpoint) -> None:
+        """The optimiser, schedule, counters, random generators and EMA of `checkpoint`; its
+        weights are in the model already, loaded when they were checked to fit the recipe."""
         path, state = checkpoint.path, checkpoint.state
-        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.state = TrainState(**state["train_state"])
