@@ -195,10 +195,11 @@ def test_ctrl_c_with_a_loader_worker_exits(corpus, tmp_path):
     config = replace(config, data=replace(config.data, num_workers=1, max_batch_seconds=10))
     path = write_recipe(config, tmp_path / "r.yaml")
     command = [sys.executable, "-m", "squeezer", "train", str(path), "--out", str(tmp_path / "run")]
-    # A child inherits SIGINT's disposition and blocked mask. In two full `make test` runs the
-    # child went on training after SIGINT (it passed alone and with its module): the test
-    # process's state, not a user's shell, can leave SIGINT ignored or blocked. Start the child
-    # as a shell would, and say what the test process had if it still fails.
+    # A child inherits SIGINT's disposition. A shell without job control starts a background
+    # job (`make test &`, as a CI harness may) with SIGINT ignored, Python keeps it so, and
+    # the child then trained on through SIGINT: two full `make test` runs failed so, while
+    # the test passed from a terminal. Start the child as an interactive shell would, and
+    # say what the test process had if it still fails.
     inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
 
     def as_from_a_shell() -> None:
