@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from squeezer import EncoderConfig
-from squeezer.nn.masks import conv_output_lengths, lengths_to_padding_mask
 from squeezer.nn import subsampling
+from squeezer.nn.masks import conv_output_lengths, lengths_to_padding_mask
 from squeezer.nn.subsampling import Subsampling
 
 
