@@ -58,3 +58,18 @@ def test_front_and_its_gradients_match_plain_convolutions_in_float64(
     # float64 sums of at most a few hundred terms of size ~1: agree to ~1e-14.
     for ours, reference in zip(*results, strict=True):
         torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-10)
+
+
+def test_a_cut_chunk_keeps_the_autocast_dtype():
+    # Under bf16 autocast the linear's output is bf16; the frames padded back after a cut
+    # must be too (the fp32 bias would promote the whole output to fp32).
+    config = EncoderConfig(
+        input_dim=20, d_model=16, subsampling="depthwise", subsampling_channels=8
+    )
+    front = Subsampling(config)
+    x, lengths = torch.randn(2, 45, 20), torch.tensor([37, 30])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = front(x, lengths)
+    assert y.dtype == torch.bfloat16
+    assert y.shape == (2, 12, 16)
+    torch.testing.assert_close(y[0, 10:], front.linear.bias.to(torch.bfloat16).expand(2, 16))

@@ -207,7 +207,7 @@ class Subsampling(nn.Module):
         if not cut:
             return y
         T_out = int(self.output_lengths(torch.tensor(T_in)))
-        zero_frames = self.linear.bias.expand(b, T_out - T, y.size(-1))  # linear(0) = bias
+        zero_frames = self.linear.bias.to(y.dtype).expand(b, T_out - T, y.size(-1))  # linear(0)
         return torch.cat([y, zero_frames], dim=1)  # (b, T', D)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
