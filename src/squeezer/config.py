@@ -20,6 +20,7 @@ BlockLayout = Literal["conformer", "squeezeformer"]
 ConvActivation = Literal["glu", "swish"]
 NormScheme = Literal["pre_post", "post_scale_bias"]
 SubsamplingKind = Literal["conv2d", "depthwise", "none"]
+PositionScheme = Literal["relative", "rope", "alibi", "absolute", "none"]
 
 __all__ = [
     "EncoderConfig",
@@ -47,6 +48,16 @@ class EncoderConfig:
        (squeezeformer layout only: the conformer layout has no post-LN to keep).
     5. `subsampling` (Section 3.3.3): "conv2d" (two 3x3 stride-2 Conv2d), "depthwise" (the
        second conv depthwise-separable), or "none" (a linear projection, for non-audio input).
+
+    Beyond the paper, for non-speech sequences (the defaults leave the paper's models as
+    they are):
+
+    - `position`: how attention sees order. "relative" is the paper's Transformer-XL scheme;
+      "rope" rotates queries and keys (Su et al. 2021); "alibi" adds a symmetric linear
+      distance penalty per head (Press et al. 2022); "absolute" adds sinusoids to the input
+      once; "none" leaves order to the convolutions. None has a fixed maximum length.
+    - `drop_path`: stochastic depth, the rate at the last block; block i drops each
+      residual branch per sample with rate `drop_path * i / (num_layers - 1)`.
     """
 
     input_dim: int = 80
@@ -66,6 +77,8 @@ class EncoderConfig:
     conv_activation: ConvActivation = "swish"
     norm_scheme: NormScheme = "post_scale_bias"
     subsampling: SubsamplingKind = "depthwise"
+    position: PositionScheme = "relative"
+    drop_path: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_literals()
@@ -78,7 +91,7 @@ class EncoderConfig:
             )
 
     def _check_literals(self) -> None:
-        for name in ("block_layout", "conv_activation", "norm_scheme", "subsampling"):
+        for name in ("block_layout", "conv_activation", "norm_scheme", "subsampling", "position"):
             allowed = get_args(_FIELD_TYPES[name])
             value = getattr(self, name)
             if value not in allowed:
@@ -94,9 +107,13 @@ class EncoderConfig:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}"
             )
+        if self.position == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"position='rope' needs an even head size d_model / num_heads, got {self.head_dim}"
+            )
         if self.conv_kernel_size < 1 or self.conv_kernel_size % 2 == 0:
             raise ValueError(f"conv_kernel_size={self.conv_kernel_size} must be odd and >= 1")
-        for name in ("dropout", "attention_dropout"):
+        for name in ("dropout", "attention_dropout", "drop_path"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in [0, 1)")
         if self.subsampling != "none" and self.subsampling_factor not in (2, 4, 8):
@@ -178,6 +195,7 @@ _FIELD_TYPES = {
     "conv_activation": ConvActivation,
     "norm_scheme": NormScheme,
     "subsampling": SubsamplingKind,
+    "position": PositionScheme,
 }
 
 _CONFORMER = dict(

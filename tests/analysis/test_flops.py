@@ -45,6 +45,11 @@ CASES += [
     ("conv2d-factor-8", shrink(EncoderConfig.preset("conformer-s"), subsampling_factor=8), 203),
     ("depthwise-factor-2", shrink(EncoderConfig(), subsampling_factor=2), 99),
 ]
+# The positional schemes beyond the paper's, on the U-Net model (half-rate frames included).
+CASES += [
+    (f"position-{scheme}", shrink(EncoderConfig(), position=scheme), 201)
+    for scheme in ("rope", "alibi", "absolute", "none")
+]
 
 
 def assert_counts_agree(config: EncoderConfig, frames: int, vocab_size: int = 128) -> None:

@@ -141,3 +141,27 @@ def test_torch_compile_matches_eager():
     # Fused kernels reorder float32 sums on outputs |y| < 3: ~1e-6 (measured <= 9.5e-7, AVX-512,
     # AVX2 and scalar code), far inside 1e-4 + 1e-4 |y|.
     torch.testing.assert_close(compiled.features, eager.features, atol=1e-4, rtol=1e-4)
+
+
+def test_hidden_states_are_each_blocks_output_at_its_own_rate():
+    config = shrink(EncoderConfig(), subsampling="none")  # U-Net: blocks 1-2 at half rate
+    encoder = SequenceEncoder(config).eval()
+    x, lengths = torch.randn(2, 9, config.input_dim), torch.tensor([9, 6])
+    outputs = []
+    hooks = [block.register_forward_hook(lambda m, a, out: outputs.append(out))
+             for block in encoder.blocks]  # fmt: skip
+    with torch.no_grad():
+        result = encoder(x, lengths, return_hidden_states=True)
+        plain = encoder(x, lengths)
+    for hook in hooks:
+        hook.remove()
+    assert [h.size(1) for h in result.hidden_states] == [9, 5, 5, 9]
+    assert [h.tolist() for h in result.hidden_lengths] == [[9, 6], [5, 3], [5, 3], [9, 6]]
+    for hidden, lengths_i, block_out in zip(
+        result.hidden_states, result.hidden_lengths, outputs[:4], strict=True
+    ):
+        for row, n in enumerate(lengths_i.tolist()):
+            assert torch.equal(hidden[row, :n], block_out[row, :n])
+            assert torch.all(hidden[row, n:] == 0)
+    assert torch.equal(result.features, plain.features)
+    assert torch.equal(result.hidden_states[-1], result.features)

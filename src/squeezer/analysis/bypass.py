@@ -218,9 +218,9 @@ def attention_entropy(model: AsrModel, batches: list[FeatureBatch]) -> list[floa
     counts = [0] * len(encoder.blocks)
 
     def measure(index: int):
-        def hook(module, args) -> None:  # attn.forward(x, pos_emb, padding_mask)
+        def hook(module, args, kwargs) -> None:  # attn.forward(x, pos_emb, padding_mask, ...)
             x, pos_emb, padding_mask = args
-            weights = module.attention_weights(x, pos_emb, padding_mask)  # (B, H, T, T)
+            weights = module.attention_weights(x, pos_emb, padding_mask, **kwargs)  # (B, H, T, T)
             entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)  # (B, H, T)
             valid = ~padding_mask  # (B, T)
             uniform = valid.sum(1).clamp_min(2).double().log()  # (B,)
@@ -232,7 +232,8 @@ def attention_entropy(model: AsrModel, batches: list[FeatureBatch]) -> list[floa
         return hook
 
     hooks = [
-        block.attn.register_forward_pre_hook(measure(i)) for i, block in enumerate(encoder.blocks)
+        block.attn.register_forward_pre_hook(measure(i), with_kwargs=True)
+        for i, block in enumerate(encoder.blocks)
     ]
     _encode_hooked(model, batches, hooks)
     return [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]

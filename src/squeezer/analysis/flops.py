@@ -15,6 +15,7 @@ block costs:
     attention projections   2 T D^2 x 4 (q, k, v, out) + 2 (2T - 1) D^2 (linear_pos, no batch)
     attention scores        2 T^2 D (q k^T) + 2 T (2T - 1) D (position scores, 2T - 1
                             distances) + 2 T^2 D (softmax-weighted V)
+    (the linear_pos and position-score terms belong to the paper's relative positions only)
     feed-forward            2 x 2 T D (ff_expansion D) x 2 (two modules)
     convolution             2 T D (2D) + 2 T C K + 2 T C D
 
@@ -165,23 +166,30 @@ def _subsampling_terms(config: EncoderConfig, T: int) -> tuple[dict[str, int], i
         terms[f"{ELEMENTWISE}/subsampling"] += positions * C * (1 + biases)  # ReLU and biases
     terms["subsampling/linear"] = 2 * T * (C * F) * D
     input_norm = LAYER_NORM if config.block_layout == "squeezeformer" else 0
-    terms[f"{ELEMENTWISE}/input"] = T * D * (2 + input_norm)  # linear bias, xscaling, LN
+    absolute = 1 if config.position == "absolute" else 0  # the sinusoids' add
+    terms[f"{ELEMENTWISE}/input"] = T * D * (2 + absolute + input_norm)  # bias, xscaling, LN
     return dict(terms), T
 
 
 def _attention_terms(config: EncoderConfig, T: int) -> dict[str, int]:
-    """Relative-position multi-head self-attention at T frames (see the module docstring)."""
+    """Multi-head self-attention at T frames (see the module docstring); only the paper's
+    relative scheme has the position projection and scores, RoPE rotates q and k instead."""
     D, H = config.d_model, config.num_heads
-    distances = 2 * T - 1
-    return {
+    terms = {
         "attention_projections/qkv_out": 4 * 2 * T * D * D,
-        "attention_projections/pos": 2 * distances * D * D,
         "attention_scores/content": 2 * T * T * D,
-        "attention_scores/position": 2 * T * distances * D,
         "attention_scores/weighted_values": 2 * T * T * D,
-        # four biases, + u, + v, the scale of q + v, the residual; then the T^2 scores
-        f"{ELEMENTWISE}/attention": 8 * T * D + H * T * T * (SCORE_EXTRA + SOFTMAX),
+        # four biases and the residual; then the T^2 scores
+        f"{ELEMENTWISE}/attention": 5 * T * D + H * T * T * (SCORE_EXTRA + SOFTMAX),
     }
+    if config.position == "relative":
+        distances = 2 * T - 1
+        terms["attention_projections/pos"] = 2 * distances * D * D
+        terms["attention_scores/position"] = 2 * T * distances * D
+        terms[f"{ELEMENTWISE}/attention"] += 3 * T * D  # + u, + v, the scale of q + v
+    elif config.position == "rope":
+        terms[f"{ELEMENTWISE}/attention"] += 2 * 3 * T * D  # q and k: two products, a sum
+    return terms
 
 
 def _feed_forward_terms(config: EncoderConfig, T: int) -> dict[str, int]:

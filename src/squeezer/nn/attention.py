@@ -1,4 +1,4 @@
-"""Relative-position multi-head self-attention (Transformer-XL style) on SDPA.
+"""Multi-head self-attention on SDPA, with the paper's relative positions (Transformer-XL).
 
 The score of query i for key j is
 
@@ -7,7 +7,9 @@ The score of query i for key j is
 with learnable per-head biases u, v and p_r a projected sinusoid of the relative distance r
 (Dai et al. 2019, as used by Conformer and Squeezeformer). The content term goes through
 `torch.nn.functional.scaled_dot_product_attention`; the position term and the key-padding
-mask enter it as one additive float mask.
+mask enter it as one additive float mask, and so does any other additive bias (ALiBi, a bias
+computed from a pair matrix): the module takes it as `static_bias`. The other positional
+schemes are in `positions.py`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from torch import nn
 
 from squeezer.config import EncoderConfig
 from squeezer.nn.dropout import Dropout
+from squeezer.nn.positions import apply_rotary
 
 __all__ = [
+    "MultiHeadSelfAttention",
     "RelPositionMultiHeadAttention",
     "explicit_attention",
+    "padding_key_bias",
     "relative_positional_encoding",
     "relative_shift",
 ]
@@ -122,11 +127,27 @@ def explicit_attention(
     return torch.matmul(weights, v)
 
 
-class RelPositionMultiHeadAttention(nn.Module):
-    """Self-attention with relative positions and a key-padding mask.
+def padding_key_bias(padding_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """0 at real keys, -inf at padded ones: padding_mask (B, T) -> (B, 1, 1, T) of `dtype`.
+
+    Adding -inf is 6x faster than masked_fill on the strided scores, and broadcasts over heads
+    and queries.
+    """
+    B, T = padding_mask.size()
+    key_bias = torch.zeros(B, 1, 1, T, dtype=dtype, device=padding_mask.device)
+    return key_bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention with a key-padding mask and the config's positional scheme.
+
+    `position="relative"` (the paper's) adds Transformer-XL's position term with its own
+    projection and u, v biases; "rope" rotates queries and keys; every other scheme is plain
+    scaled dot-product attention (ALiBi and any attention bias come in through `static_bias`).
+    Parameters of the relative scheme exist only under it.
 
     Args:
-        config: uses d_model, num_heads, attention_dropout.
+        config: uses d_model, num_heads, attention_dropout, position.
     """
 
     def __init__(self, config: EncoderConfig) -> None:
@@ -134,35 +155,69 @@ class RelPositionMultiHeadAttention(nn.Module):
         D, H = config.d_model, config.num_heads
         self.num_heads = H
         self.head_dim = D // H
+        self.position = config.position
         self.dropout = Dropout(config.attention_dropout)  # on the attention weights
         self.linear_q = nn.Linear(D, D)
         self.linear_k = nn.Linear(D, D)
         self.linear_v = nn.Linear(D, D)
         self.linear_out = nn.Linear(D, D)
-        self.linear_pos = nn.Linear(D, D, bias=False)
-        # Zero-initialised content and position biases (u and v of Transformer-XL).
-        self.pos_bias_u = nn.Parameter(torch.zeros(H, self.head_dim))
-        self.pos_bias_v = nn.Parameter(torch.zeros(H, self.head_dim))
+        if self.position == "relative":
+            self.linear_pos = nn.Linear(D, D, bias=False)
+            # Zero-initialised content and position biases (u and v of Transformer-XL).
+            self.pos_bias_u = nn.Parameter(torch.zeros(H, self.head_dim))
+            self.pos_bias_v = nn.Parameter(torch.zeros(H, self.head_dim))
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.size()
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, dh)
 
+    def _queries_keys_bias(
+        self,
+        x: torch.Tensor,
+        pos_emb: torch.Tensor | None,
+        padding_mask: torch.Tensor,
+        static_bias: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries and keys as the content scores take them, and the scores' additive part.
+
+        x (B, T, D) -> q (B, H, T, dh), k (B, H, T, dh), bias broadcastable to (B, H, T, T).
+        """
+        q = self._heads(self.linear_q(x))  # (B, H, T, dh)
+        k = self._heads(self.linear_k(x))
+        if static_bias is not None:
+            static_bias = static_bias.to(q.dtype)
+        if self.position == "relative":
+            bias = self._position_and_padding_bias(q, pos_emb, padding_mask, static_bias)
+            return q + self.pos_bias_u.unsqueeze(1), k, bias
+        if self.position == "rope":
+            q, k = apply_rotary(q, pos_emb), apply_rotary(k, pos_emb)
+        if static_bias is None:
+            static_bias = padding_key_bias(padding_mask, q.dtype)  # (B, 1, 1, T)
+        return q, k, static_bias
+
     @torch.no_grad()
     def attention_weights(
-        self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        pos_emb: torch.Tensor | None,
+        padding_mask: torch.Tensor,
+        static_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The softmax weights `forward` applies (without dropout), for analysis: x (B, T, D),
-        pos_emb (2T - 1, D), padding_mask (B, T) -> (B, H, T, T), zero at padded keys."""
-        q, k = self._heads(self.linear_q(x)), self._heads(self.linear_k(x))  # (B, H, T, dh)
-        bias = self._position_and_padding_bias(q, pos_emb, padding_mask)  # (B, H, T, T)
-        q_u = (q + self.pos_bias_u.unsqueeze(1)) * (1.0 / math.sqrt(self.head_dim))
-        return (torch.matmul(q_u, k.transpose(-1, -2)) + bias).softmax(dim=-1)  # (B, H, T, T)
+        padding_mask (B, T) -> (B, H, T, T), zero at padded keys."""
+        q, k, bias = self._queries_keys_bias(x, pos_emb, padding_mask, static_bias)
+        q = q * (1.0 / math.sqrt(self.head_dim))
+        return (torch.matmul(q, k.transpose(-1, -2)) + bias).softmax(dim=-1)  # (B, H, T, T)
 
     def _position_and_padding_bias(
-        self, q: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
+        self,
+        q: torch.Tensor,
+        pos_emb: torch.Tensor,
+        padding_mask: torch.Tensor,
+        static_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The scores' additive part: scaled (q + v) . p_(i-j), and -inf at padded keys.
+        """The scores' additive part: scaled (q + v) . p_(i-j), plus `static_bias` (or -inf at
+        padded keys when there is none).
 
         q (B, H, T, dh), pos_emb (2T - 1, D), padding_mask (B, T) -> (B, H, T, T).
         """
@@ -171,33 +226,40 @@ class RelPositionMultiHeadAttention(nn.Module):
         p = p.permute(1, 2, 0)  # (H, dh, 2T - 1)
         scale = 1.0 / math.sqrt(self.head_dim)
         q_v = (q + self.pos_bias_v.unsqueeze(1)) * scale  # (B, H, T, dh)
-        # Adding -inf at padded keys: 6x faster than masked_fill on the strided scores.
-        key_bias = torch.zeros(B, 1, 1, T, dtype=q.dtype, device=q.device)
-        key_bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))  # (B, 1, 1, T)
+        if static_bias is None:
+            static_bias = padding_key_bias(padding_mask, q.dtype)  # (B, 1, 1, T)
         autograd = torch.is_grad_enabled() and (q_v.requires_grad or p.requires_grad)
         if autograd or q.device.type != "cpu" or torch.onnx.is_in_onnx_export():
-            return relative_shift(torch.matmul(q_v, p)) + key_bias  # (B, H, T, T)
+            return relative_shift(torch.matmul(q_v, p)) + static_bias  # (B, H, T, T)
         # Inference on CPU takes one utterance at a time: its (H, T, 2T - 1) scores stay in
         # cache until the shifted band is read out, where the whole batch's (16 MB at XS
         # size) went through memory and made this matmul 2x slower inside the encoder than
         # alone; the XS forward is about 5 % faster.
         bias = q.new_empty(B, self.num_heads, T, T)
+        per_batch = static_bias.size(0) > 1
         for b in range(B):
             scores = torch.matmul(q_v[b : b + 1], p)  # (1, H, T, 2T - 1)
-            torch.add(relative_shift(scores), key_bias[b : b + 1], out=bias[b : b + 1])
+            static = static_bias[b : b + 1] if per_batch else static_bias
+            torch.add(relative_shift(scores), static, out=bias[b : b + 1])
         return bias  # (B, H, T, T)
 
     def forward(
-        self, x: torch.Tensor, pos_emb: torch.Tensor, padding_mask: torch.Tensor
+        self,
+        x: torch.Tensor,
+        pos_emb: torch.Tensor | None,
+        padding_mask: torch.Tensor,
+        static_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, T, D), pos_emb (2T - 1, D), padding_mask (B, T) -> (B, T, D)."""
-        B, T, D = x.size()
-        q = self._heads(self.linear_q(x))  # (B, H, T, dh)
-        k = self._heads(self.linear_k(x))
-        v = self._heads(self.linear_v(x))
-        bias = self._position_and_padding_bias(q, pos_emb, padding_mask)  # (B, H, T, T)
+        """x (B, T, D), padding_mask (B, T) -> (B, T, D).
 
-        q_u = q + self.pos_bias_u.unsqueeze(1)
+        pos_emb: the scheme's positions for T frames: relative (2T - 1, D), rope (2, T, dh/2),
+        otherwise None. static_bias: what is added to every score besides the relative term,
+        broadcastable to (B, H, T, T) and -inf at padded keys (the encoder combines padding,
+        ALiBi and the user's attention bias once per forward); None: -inf at padded keys only.
+        """
+        B, T, D = x.size()
+        q, k, bias = self._queries_keys_bias(x, pos_emb, padding_mask, static_bias)
+        v = self._heads(self.linear_v(x))  # (B, H, T, dh)
         cpu_training = self.training and x.device.type == "cpu"
         if cpu_training or torch.onnx.is_in_onnx_export():
             # SDPA's CPU fallback for a mask that needs gradients draws its dropout mask with
@@ -205,9 +267,13 @@ class RelPositionMultiHeadAttention(nn.Module):
             # (which also skips that fallback's copies when there is no dropout).
             # ONNX has no SDPA: the exporter decomposes it into this same maths, but with an
             # output layout that breaks the reshape below under dynamic shapes.
-            out = explicit_attention(q_u, k, v, bias, self.dropout)
+            out = explicit_attention(q, k, v, bias, self.dropout)
         else:
             dropout_p = self.dropout.p if self.training else 0.0
-            out = F.scaled_dot_product_attention(q_u, k, v, attn_mask=bias, dropout_p=dropout_p)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.linear_out(out)
+
+
+# The name under which the paper's relative-position attention first shipped.
+RelPositionMultiHeadAttention = MultiHeadSelfAttention
