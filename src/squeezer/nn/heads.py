@@ -1,16 +1,24 @@
-"""Heads on top of a `SequenceEncoder`: CTC for speech, pooled classification, frame regression."""
+"""Heads on top of a `SequenceEncoder`: CTC for speech, pooled classification, frame regression.
+
+The pieces (pooling, the per-position head, the losses) are in `pooling.py`,
+`position_head.py` and `losses.py`, for models that put the encoder inside their own.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
 
 from squeezer.config import EncoderConfig
+from squeezer.nn.attention_bias import AttnBias
 from squeezer.nn.dropout import Dropout
 from squeezer.nn.encoder import SequenceEncoder
-from squeezer.nn.masks import lengths_to_padding_mask
+from squeezer.nn.pooling import GeMPool, MeanPool, masked_mean
+from squeezer.nn.position_head import PositionHead
+
+PoolingKind = Literal["mean", "gem"]
 
 __all__ = [
     "CtcHead",
@@ -45,43 +53,43 @@ class CtcHead(nn.Module):
         return self.linear(features).float().log_softmax(dim=-1)
 
 
-def masked_mean(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Mean over the real frames of each sequence: (B, T, D), (B,) -> (B, D).
-
-    Accumulated in float32 at least (bf16 under autocast would sum T frames in 8 bits of
-    mantissa); returned in that accumulation dtype.
-    """
-    features = features.to(torch.promote_types(features.dtype, torch.float32))
-    keep = ~lengths_to_padding_mask(lengths, features.size(1))  # (B, T)
-    total = (features * keep.unsqueeze(-1)).sum(dim=1)  # (B, D)
-    return total / lengths.clamp(min=1).unsqueeze(-1).to(features.dtype)
-
-
 class PooledClassifier(nn.Module):
-    """Encoder -> masked mean over time -> dropout -> linear: one label per sequence."""
+    """Encoder -> pooling over real frames (mean or GeM) -> dropout -> linear: one label per
+    sequence."""
 
-    def __init__(self, config: EncoderConfig, num_classes: int) -> None:
+    def __init__(
+        self, config: EncoderConfig, num_classes: int, pooling: PoolingKind = "mean"
+    ) -> None:
         super().__init__()
+        if pooling not in ("mean", "gem"):
+            raise ValueError(f"pooling={pooling!r} is not one of mean, gem")
         self.encoder = SequenceEncoder(config)
+        self.pool = MeanPool() if pooling == "mean" else GeMPool()
         self.dropout = Dropout(config.dropout)
         self.linear = nn.Linear(config.d_model, num_classes)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, attn_bias: AttnBias | None = None
+    ) -> torch.Tensor:
         """x (B, T, F), lengths (B,) -> logits (B, num_classes)."""
-        features, out_lengths = self.encoder(x, lengths)
-        return self.linear(self.dropout(masked_mean(features, out_lengths)))
+        features, out_lengths = self.encoder(x, lengths, attn_bias=attn_bias)
+        return self.linear(self.dropout(self.pool(features, out_lengths)))
 
 
 class FrameRegressor(nn.Module):
-    """Encoder -> linear per output frame: (B, T, F) -> (B, T', num_outputs), zero at padding."""
+    """Encoder -> `PositionHead` (optionally a bidirectional GRU first): (B, T, F) ->
+    (B, T', num_outputs), zero at padding."""
 
-    def __init__(self, config: EncoderConfig, num_outputs: int) -> None:
+    def __init__(
+        self, config: EncoderConfig, num_outputs: int, gru_hidden: int | None = None
+    ) -> None:
         super().__init__()
         self.encoder = SequenceEncoder(config)
-        self.linear = nn.Linear(config.d_model, num_outputs)
+        self.head = PositionHead(config.d_model, num_outputs, gru_hidden=gru_hidden)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, attn_bias: AttnBias | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, F), lengths (B,) -> (predictions (B, T', num_outputs), lengths (B,))."""
-        features, out_lengths = self.encoder(x, lengths)
-        keep = ~lengths_to_padding_mask(out_lengths, features.size(1))
-        return self.linear(features) * keep.unsqueeze(-1), out_lengths
+        features, out_lengths = self.encoder(x, lengths, attn_bias=attn_bias)
+        return self.head(features, out_lengths), out_lengths

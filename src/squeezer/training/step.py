@@ -10,10 +10,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
-import torch.nn.functional as F
 
 from squeezer.data.dataset import AsrBatch
 from squeezer.features import SpecAugment
+from squeezer.nn import losses as nn_losses
 from squeezer.training.recipe import TrainConfig
 
 __all__ = ["BufferSnapshot", "autocast", "ctc_loss"]
@@ -35,16 +35,7 @@ def ctc_loss(model: torch.nn.Module, batch: AsrBatch, augment: SpecAugment | Non
     if augment is not None:
         features = augment(features, batch.feature_lengths)
     log_probs, lengths = model(features, batch.feature_lengths)
-    # Mean over utterances of the loss per target token (NeMo's and torch's "mean").
-    return F.ctc_loss(
-        log_probs.float().transpose(0, 1),  # (T, B, V + 1), as F.ctc_loss wants it
-        batch.targets,
-        lengths,
-        batch.target_lengths,
-        blank=0,
-        reduction="mean",
-        zero_infinity=False,
-    )
+    return nn_losses.ctc_loss(log_probs, lengths, batch.targets, batch.target_lengths)
 
 
 class BufferSnapshot:
