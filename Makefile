@@ -30,7 +30,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[dev,lm]"
+	$(PIP) install -q -e ".[all,dev,lm]"
 	touch $@
 
 venv: $(VENV)/.installed

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from squeezer import AsrModel, EncoderConfig, __version__, list_presets
+from squeezer import EncoderConfig, __version__, list_presets
+from squeezer.extras import missing_extra_message
 
 log = logging.getLogger("squeezer")
 
@@ -31,6 +32,8 @@ def _command_line(verb: str) -> str:
 
 def _presets(args: argparse.Namespace) -> int:
     """Print the model zoo: sizes, U-Net indices and parameters with a CTC head."""
+    from squeezer.model import AsrModel
+
     print(f"{'preset':<18} {'d_model':>7} {'blocks':>6} {'heads':>5} {'U-Net':>7} {'params':>9}")
     for name in list_presets():
         config = EncoderConfig.preset(name)
@@ -594,6 +597,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return verbs[args.verb](args)
+    except ModuleNotFoundError as error:
+        message = missing_extra_message(error)
+        if message is None:
+            raise
+        print(f"squeezer {args.verb}: error: {message}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"squeezer {args.verb}: error: {error}", file=sys.stderr)
         return 2
