@@ -1,0 +1,171 @@
+"""Does `attn_bias` work, and do the positional schemes carry past the training length?
+
+Trains a small `SequenceEncoder` + `PositionHead` on the known-answer pair task
+(`squeezer.sequences.pair_task`) for each variant below, on lengths 20-200, and reports the
+per-position MAE of both targets on fresh sequences of the training lengths and of 200-450.
+
+    python tools/pair_task_experiment.py --steps 800 --out docs/sequences/pair_task.json
+
+Variants: the paper's relative positions without the pair matrix (the control: target 0
+should stay near the MAE of predicting 0), then every positional scheme with
+`PairBias(pair)` as `attn_bias`. Data are drawn fresh every step (no epoch, no overfitting);
+the evaluation sets come from their own seeds. One seed per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from squeezer import EncoderConfig, PairBias, SequenceEncoder
+from squeezer.nn import PositionHead, position_regression_loss
+from squeezer.sequences.pair_task import FEATURE_DIM, PairTaskBatch, pair_task_batch
+
+TRAIN_LENGTHS = (20, 200)
+LONG_LENGTHS = (200, 450)
+VARIANTS = [("relative", False), ("relative", True), ("rope", True), ("alibi", True),
+            ("absolute", True), ("none", True)]  # fmt: skip
+
+
+class PairModel(nn.Module):
+    """PairBias (optional) -> SequenceEncoder -> PositionHead (2 targets)."""
+
+    def __init__(self, position: str, use_pair: bool) -> None:
+        super().__init__()
+        config = EncoderConfig(
+            input_dim=FEATURE_DIM, d_model=64, num_layers=4, num_heads=4, conv_kernel_size=17,
+            subsampling="none", time_reduce_idx=None, time_recover_idx=None, position=position,
+        )  # fmt: skip
+        self.pair_bias = PairBias(1, config.num_heads, hidden=16, kernel_size=7) if use_pair else None
+        self.encoder = SequenceEncoder(config)
+        self.head = PositionHead(config.d_model, 2)
+
+    def forward(self, batch: PairTaskBatch) -> torch.Tensor:
+        bias = None
+        if self.pair_bias is not None:
+            bias = self.pair_bias(batch.pair, batch.lengths)  # (B, H, T, T)
+        features, lengths = self.encoder(batch.features, batch.lengths, attn_bias=bias)
+        return self.head(features, lengths)  # (B, T, 2)
+
+
+def evaluate(model: PairModel, batches: list[PairTaskBatch]) -> dict[str, float]:
+    """MAE per target over the known targets of every batch."""
+    model.eval()
+    sums, counts = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        for batch in batches:
+            predictions = model(batch)
+            known = ~torch.isnan(batch.targets)
+            error = (predictions - torch.nan_to_num(batch.targets)).abs() * known
+            sums += error.sum(dim=(0, 1)).double()
+            counts += known.sum(dim=(0, 1)).double()
+    model.train()
+    mae = (sums / counts).tolist()
+    return {"partner_mae": mae[0], "local_mae": mae[1]}
+
+
+def eval_set(lengths: tuple[int, int], count: int, seed: int) -> list[PairTaskBatch]:
+    generator = torch.Generator().manual_seed(seed)
+    return [pair_task_batch(16, *lengths, generator) for _ in range(count // 16)]
+
+
+def train_variant(position: str, use_pair: bool, steps: int, seed: int, sets) -> dict:
+    torch.manual_seed(seed)
+    model = PairModel(position, use_pair)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    warmup = max(steps // 10, 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, 0.5 * (1 + math.cos(math.pi * step / steps))),
+    )
+    generator = torch.Generator().manual_seed(seed + 1)
+    start = time.perf_counter()
+    for _ in range(steps):
+        batch = pair_task_batch(16, *TRAIN_LENGTHS, generator)
+        predictions = model(batch)
+        loss = position_regression_loss(predictions, batch.targets, batch.lengths)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+    minutes = (time.perf_counter() - start) / 60
+    result = {"position": position, "pair_bias": use_pair, "steps": steps,
+              "train_minutes": round(minutes, 2)}  # fmt: skip
+    for name, batches in sets.items():
+        result[name] = evaluate(model, batches)
+    return result
+
+
+def markdown(results: list[dict], baseline: dict) -> str:
+    lines = [
+        "| positions | pair bias | partner MAE, 20-200 | partner MAE, 200-450 "
+        "| local MAE, 20-200 | local MAE, 200-450 | minutes |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        f"| predict 0 | - | {baseline['seen']['partner_mae']:.3f} "
+        f"| {baseline['long']['partner_mae']:.3f} | {baseline['seen']['local_mae']:.3f} "
+        f"| {baseline['long']['local_mae']:.3f} | - |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['position']} | {'yes' if r['pair_bias'] else 'no'} "
+            f"| {r['seen']['partner_mae']:.3f} | {r['long']['partner_mae']:.3f} "
+            f"| {r['seen']['local_mae']:.3f} | {r['long']['local_mae']:.3f} "
+            f"| {r['train_minutes']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def zero_baseline(sets) -> dict:
+    """The MAE of predicting 0 (the targets' mean) everywhere."""
+    out = {}
+    for name, batches in sets.items():
+        known = [~torch.isnan(b.targets) for b in batches]
+        sums = sum((torch.nan_to_num(b.targets).abs() * k).sum(dim=(0, 1)) for b, k in
+                   zip(batches, known, strict=True))  # fmt: skip
+        counts = sum(k.sum(dim=(0, 1)) for k in known)
+        mae = (sums / counts).tolist()
+        out[name] = {"partner_mae": mae[0], "local_mae": mae[1]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-sequences", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="positions to run (default: every variant)")
+    parser.add_argument("--out", type=Path, help="JSON results file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sets = {
+        "seen": eval_set(TRAIN_LENGTHS, args.eval_sequences, seed=10_000 + args.seed),
+        "long": eval_set(LONG_LENGTHS, args.eval_sequences // 2, seed=20_000 + args.seed),
+    }
+    baseline = zero_baseline(sets)
+    results = []
+    for position, use_pair in VARIANTS:
+        if args.only and position not in args.only:
+            continue
+        result = train_variant(position, use_pair, args.steps, args.seed, sets)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    print(markdown(results, baseline))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"command": "python tools/pair_task_experiment.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if v is not None and k not in ("out", "only")),  # fmt: skip
+                   "baseline": baseline, "results": results}  # fmt: skip
+        args.out.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
