@@ -35,3 +35,13 @@ def test_report_sections_replace_only_their_own_text(tmp_path):
     assert text.index("second A") < text.index("only B")
     assert "<!-- a: end -->\n\n<!-- b: start -->" in text  # the blank line between stays
     assert not (tmp_path / "benchmarks.md.tmp").exists()
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`squeezer recipes | head -1`: no traceback when the reader goes away."""
+    process = subprocess.Popen([sys.executable, "-m", "squeezer", "recipes"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process.stdout.close()  # gone before the command (a second of imports) writes a byte
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr, stderr

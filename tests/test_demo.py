@@ -144,7 +144,7 @@ def test_compare_pairs_every_squeezeformer_with_the_conformer_over_seeds():
 
 
 def test_cli_default_recipes_are_the_demos():
-    # cli.py spells them out so that `--help` does not import the training stack.
+    # squeezer.cli spells them out so that `--help` does not import the training stack.
     assert cli._DEMO_RECIPES == DEMO_RECIPES
 
 
