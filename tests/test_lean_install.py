@@ -95,3 +95,14 @@ def test_a_verb_that_needs_an_extra_names_it_in_one_line(lean_venv, verb, extra)
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"needs the '{extra}' extra" in result.stderr
     assert f"pip install 'squeezer[{extra}]'" in result.stderr
+
+
+def test_importing_squeezer_and_its_nn_loads_no_extra_even_where_installed():
+    """In the full venv too: the core's imports reach no speech, plot or export module (numpy
+    aside: torch itself imports it wherever it is installed)."""
+    modules = [m for m in SPEECH_MODULES + OTHER_MODULES if m != "numpy"]
+    script = ("import sys, squeezer, squeezer.nn; "
+              f"print([m for m in {modules!r} if m in sys.modules])")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True, cwd=REPO)  # fmt: skip
+    assert result.stdout.strip() == "[]"

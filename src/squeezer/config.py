@@ -56,6 +56,8 @@ class EncoderConfig:
       "rope" rotates queries and keys (Su et al. 2021); "alibi" adds a symmetric linear
       distance penalty per head (Press et al. 2022); "absolute" adds sinusoids to the input
       once; "none" leaves order to the convolutions. None has a fixed maximum length.
+      Relative positions, RoPE and ALiBi count frames at each block's own rate (half-rate
+      blocks of the Temporal U-Net see distances in 2-frame steps).
     - `drop_path`: stochastic depth, the rate at the last block; block i drops each
       residual branch per sample with rate `drop_path * i / (num_layers - 1)`.
     """

@@ -140,12 +140,17 @@ def markdown(measured: list[list[dict]], command: str, threads: int) -> str:
         "process's timed runs; median [min, max] over rounds; ratios per round).", "",
         "| | forward s | forward + backward s | params |", "|---|---:|---:|---:|",
     ]  # fmt: skip
-    names = {"peer": f"`{PEER_PACKAGE}` {PEER_VERSION} blocks (no mask, no bias)",
-             "squeezer": "`squeezer`", "squeezer+bias": "`squeezer` with a shared `attn_bias`"}
+    names = {
+        "peer": f"`{PEER_PACKAGE}` {PEER_VERSION} blocks (no mask, no bias)",
+        "squeezer": "`squeezer`",
+        "squeezer+bias": "`squeezer` with a shared `attn_bias`",
+    }
     for index, encoder in enumerate(ENCODERS):
         rows = [round_[index] for round_ in measured]
-        lines.append(f"| {names[encoder]} | {spread([r['forward_s'] for r in rows])} "
-                     f"| {spread([r['train_s'] for r in rows])} | {rows[0]['params']:,} |")
+        lines.append(
+            f"| {names[encoder]} | {spread([r['forward_s'] for r in rows])} "
+            f"| {spread([r['train_s'] for r in rows])} | {rows[0]['params']:,} |"
+        )
 
     def ratio(top: int, bottom: int, key: str) -> str:
         return spread([r[top][key] / r[bottom][key] for r in measured])
