@@ -20,6 +20,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "safetensors": "speech",
     "jiwer": "speech",
     "pyctcdecode": "speech",
+    "pyarrow": "sequences",
     "matplotlib": "plots",
     "onnx": "export",
     "onnxscript": "export",

@@ -121,9 +121,9 @@ def run_rounds(rounds: int, repeats: int, threads: int, peer_dir: Path) -> list[
         for encoder in order:
             path = peer_path if encoder == "peer" else None
             results[encoder] = run_worker(encoder, repeats, threads, path)
-            print(f"round {round_ + 1}/{rounds} {encoder}: forward "
-                  f"{results[encoder]['forward_s']:.2f} s, train {results[encoder]['train_s']:.2f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            timing = results[encoder]
+            print(f"round {round_ + 1}/{rounds} {encoder}: forward {timing['forward_s']:.2f} s, "
+                  f"train {timing['train_s']:.2f} s", file=sys.stderr, flush=True)  # fmt: skip
         measured.append([results[e] for e in ENCODERS])
     return measured
 
