@@ -7,9 +7,11 @@ matrix in the Ribonanza solutions. Two targets per position:
 - target 0 is a fixed function of the *partner's* features, tanh(a . x_partner), unknown (NaN)
   at unpaired positions. Nothing in a position's own neighbourhood tells who its partner is,
   so a model without the pair matrix cannot beat predicting the mean (0) by much;
-- target 1 is a fixed function of the features three positions earlier, tanh(b . x_(i-3)),
-  unknown for the first three: a local, order-dependent target that any positional scheme
-  (or the convolution) can serve.
+- target 1 is a fixed function of the features `offset` positions earlier,
+  tanh(b . x_(i-offset)), unknown for the first `offset`: an order-dependent target. Three
+  positions back (the default) lie within the convolutions' reach, so any positional scheme
+  serves it; further back than the convolutions reach, only attention that knows relative
+  positions can.
 
 The functions a and b are the same for every split (drawn from FUNCTION_SEED); the data of each
 split come from its own seed, so train and test never share a sequence.
@@ -25,7 +27,7 @@ __all__ = ["FEATURE_DIM", "PAIRED_FRACTION", "PairTaskBatch", "pair_task_batch"]
 
 FEATURE_DIM = 8
 PAIRED_FRACTION = 0.8  # of each sequence's positions
-LOCAL_OFFSET = 3  # target 1 reads the features this many positions back
+LOCAL_OFFSET = 3  # target 1 reads the features this many positions back, by default
 FUNCTION_SEED = 1234
 
 
@@ -47,11 +49,18 @@ def _functions() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pair_task_batch(
-    batch_size: int, min_length: int, max_length: int, generator: torch.Generator
+    batch_size: int,
+    min_length: int,
+    max_length: int,
+    generator: torch.Generator,
+    offset: int = LOCAL_OFFSET,
 ) -> PairTaskBatch:
-    """`batch_size` sequences with lengths uniform in [min_length, max_length]."""
+    """`batch_size` sequences with lengths uniform in [min_length, max_length]; target 1
+    reads the features `offset` positions back."""
     if not 2 <= min_length <= max_length:
         raise ValueError(f"lengths must satisfy 2 <= min <= max, got {min_length}, {max_length}")
+    if offset < 1:
+        raise ValueError(f"offset={offset} must be positive")
     a, b = _functions()
     lengths = torch.randint(min_length, max_length + 1, (batch_size,), generator=generator)
     T = int(lengths.max())
@@ -66,6 +75,7 @@ def pair_task_batch(
         pair[row, first, second] = pair[row, second, first] = 1.0
         targets[row, first, 0] = torch.tanh(x[second] @ a)
         targets[row, second, 0] = torch.tanh(x[first] @ a)
-        targets[row, LOCAL_OFFSET:length, 1] = torch.tanh(x[: length - LOCAL_OFFSET] @ b)
+        if length > offset:
+            targets[row, offset:length, 1] = torch.tanh(x[: length - offset] @ b)
         features[row, :length] = x
     return PairTaskBatch(features, lengths, pair, targets)
