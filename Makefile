@@ -63,10 +63,11 @@ demo-gpu: venv system-deps
 	$(PY) -m squeezer demo --gpu --size large --corpus data/synth-large --out results/demo-gpu \
 		--recipes demo/gpu-conformer demo/gpu-squeezeformer $(DEMO_ARGS)
 
-# Encoder throughput against the PyPI peer (speech presets, then the Ribonanza sequence shape
-# with and without an attention bias, docs/sequences.md); then deployment (PyTorch against ONNX Runtime fp32
-# and int8): Squeezeformer-XS, and the demo's trained model on its test split when `make demo`
-# has written it (end-to-end real-time factor and CER, sherpa-onnx included).
+# Encoder throughput against the PyPI peer (speech presets; then the Ribonanza sequence
+# shape with and without an attention bias, docs/sequences.md); then deployment (PyTorch
+# against ONNX Runtime fp32 and int8): Squeezeformer-XS, and the demo's trained model on its
+# test split when `make demo` has written it (end-to-end real-time factor and CER, sherpa-onnx
+# included).
 DEMO_MODEL := results/demo/runs/squeezeformer/model
 DEMO_TEST := data/synth-demo/test.jsonl.gz
 bench: venv
