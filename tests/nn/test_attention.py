@@ -185,3 +185,24 @@ def test_training_path_matches_the_sdpa_path_with_gradients():
     # float64, sums of <= 16 terms of size ~1: the two orders agree to ~1e-15 (measured 4e-16).
     for train_value, eval_value in zip(*results, strict=True):
         torch.testing.assert_close(train_value, eval_value, rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_attention_below_avx512_takes_the_explicit_form(monkeypatch):
+    """torch's bf16 CPU attention raises on AMX processors run below their AVX-512 kernels
+    (ATEN_CPU_CAPABILITY=default, CI's second code path); the explicit form stands in."""
+    from squeezer.nn import attention
+
+    module = float64_attention(num_heads=2).float().eval()
+    x, padding_mask, pos_emb = (t.float() if t.is_floating_point() else t for t in padded_input())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = module(x, pos_emb, padding_mask).float()
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError("pack_vnni2 is only supported when avx512 is supported")
+
+        monkeypatch.setattr(attention, "_cpu_capability_below_avx512", lambda: True)
+        monkeypatch.setattr(attention.F, "scaled_dot_product_attention", refuse)
+        explicit = module(x, pos_emb, padding_mask).float()
+    # Both in bf16 (8 bits of mantissa, an ulp of 2e-3 at the outputs' 0.5): the two orders of
+    # rounding differ by about one ulp (measured 2e-3); 10 ulps of room.
+    torch.testing.assert_close(explicit, reference, atol=0.02, rtol=0)

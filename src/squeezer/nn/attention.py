@@ -14,6 +14,7 @@ schemes are in `positions.py`.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -136,6 +137,25 @@ def padding_key_bias(padding_mask: torch.Tensor, dtype: torch.dtype) -> torch.Te
     B, T = padding_mask.size()
     key_bias = torch.zeros(B, 1, 1, T, dtype=dtype, device=padding_mask.device)
     return key_bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))
+
+
+@functools.cache
+def _cpu_capability_below_avx512() -> bool:
+    return torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX")
+
+
+def _sdpa_fails(q: torch.Tensor) -> bool:
+    """Whether SDPA would raise for these queries: torch 2.13's CPU attention in bf16 packs
+    its operands for AMX whenever the processor has AMX, but that packing exists only in its
+    AVX-512 kernels, so with ATEN_CPU_CAPABILITY set below avx512 (as CI's second code path
+    does) it raises "pack_vnni2 is only supported when avx512 is supported" from about 64
+    frames on. The explicit form computes the same softmax."""
+    if q.device.type != "cpu" or not _cpu_capability_below_avx512():
+        return False
+    autocast_bf16 = torch.is_autocast_enabled("cpu") and (
+        torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )  # SDPA runs in autocast's dtype whatever its inputs' (q + u is float32 there)
+    return q.dtype == torch.bfloat16 or autocast_bf16
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -261,7 +281,7 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, bias = self._queries_keys_bias(x, pos_emb, padding_mask, static_bias)
         v = self._heads(self.linear_v(x))  # (B, H, T, dh)
         cpu_training = self.training and x.device.type == "cpu"
-        if cpu_training or torch.onnx.is_in_onnx_export():
+        if cpu_training or torch.onnx.is_in_onnx_export() or _sdpa_fails(q):
             # SDPA's CPU fallback for a mask that needs gradients draws its dropout mask with
             # bernoulli_, which made attention 1.7x slower to train than this explicit form
             # (which also skips that fallback's copies when there is no dropout).
