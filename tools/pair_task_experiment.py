@@ -5,7 +5,7 @@ Trains a small `SequenceEncoder` + `PositionHead` on the known-answer pair task
 per-position MAE of both targets on fresh sequences of the training lengths and of 200-450.
 
     python tools/pair_task_experiment.py --steps 600 --out docs/sequences/pair_task.json
-    python tools/pair_task_experiment.py --steps 600 --offset 40 \
+    python tools/pair_task_experiment.py --steps 600 --offset 40 --without-pair \
         --out docs/sequences/pair_task_offset40.json
 
 Target 1 reads the features `--offset` positions back: 3 lies within the convolutions'
@@ -164,6 +164,9 @@ def main() -> None:
     parser.add_argument("--eval-sequences", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", nargs="*", help="positions to run (default: every variant)")
+    parser.add_argument("--without-pair", action="store_true",
+                        help="every scheme without the pair matrix (an --offset beyond "
+                             "the convolutions' reach: the pair bias takes all heads)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="JSON results file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -173,7 +176,10 @@ def main() -> None:
     }
     baseline = zero_baseline(sets)
     results = []
-    for position, use_pair in VARIANTS:
+    variants = VARIANTS
+    if args.without_pair:
+        variants = [(position, False) for position, _ in VARIANTS[1:]]
+    for position, use_pair in variants:
         if args.only and position not in args.only:
             continue
         result = train_variant(position, use_pair, args, sets)
@@ -183,10 +189,14 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         options = {
-            k: v for k, v in vars(args).items() if v is not None and k not in ("out", "only")
+            k: v
+            for k, v in vars(args).items()
+            if v is not None and k not in ("out", "only", "without_pair")
         }
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
         command = f"python tools/pair_task_experiment.py {flags}"
+        if args.without_pair:
+            command += " --without-pair"
         payload = {"command": command, "baseline": baseline, "results": results}
         args.out.write_text(json.dumps(payload, indent=1) + "\n")
 
