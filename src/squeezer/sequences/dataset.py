@@ -10,7 +10,6 @@ positions, as speech batches are grouped by duration.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from squeezer.sequences.manifest import SequenceRecord, TaskKind, load_arrays
-from squeezer.sequences.normalize import FeatureStats
+from squeezer.sequences.normalize import FeatureStats, write_json
 
 __all__ = [
     "LABELS_FILE",
@@ -76,11 +75,7 @@ class LabelMap:
         return self.index[record.label]
 
     def save(self, directory: str | Path) -> Path:
-        path = Path(directory) / LABELS_FILE
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps({"classes": self.names}, indent=1) + "\n")
-        os.replace(temporary, path)
-        return path
+        return write_json(Path(directory) / LABELS_FILE, {"classes": self.names})
 
     @classmethod
     def load(cls, directory: str | Path) -> LabelMap:

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STATS_FILE", "FeatureStats"]
+__all__ = ["STATS_FILE", "FeatureStats", "write_json"]
 
 STATS_FILE = "feature_stats.json"
+
+
+def write_json(path: Path, value: object) -> Path:
+    """Write `value` as JSON to `path` through a temporary file: never half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=1) + "\n")
+    os.replace(temporary, path)
+    return path
 
 
 @dataclass(frozen=True)
@@ -77,11 +85,7 @@ class FeatureStats:
 
     def save(self, directory: str | Path) -> Path:
         """Write `STATS_FILE` into `directory`, atomically."""
-        path = Path(directory) / STATS_FILE
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(temporary, path)
-        return path
+        return write_json(Path(directory) / STATS_FILE, asdict(self))
 
     @classmethod
     def load(cls, directory: str | Path) -> FeatureStats:
