@@ -28,6 +28,7 @@ from squeezer.nn.positions import apply_rotary
 __all__ = [
     "MultiHeadSelfAttention",
     "RelPositionMultiHeadAttention",
+    "attention_dtype",
     "explicit_attention",
     "padding_key_bias",
     "relative_positional_encoding",
@@ -144,6 +145,14 @@ def _cpu_capability_below_avx512() -> bool:
     return torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX")
 
 
+def attention_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype attention computes in for inputs like x: autocast's, when it is on."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
 def _sdpa_fails(q: torch.Tensor) -> bool:
     """Whether SDPA would raise for these queries: torch 2.13's CPU attention in bf16 packs
     its operands for AMX whenever the processor has AMX, but that packing exists only in its
@@ -152,10 +161,8 @@ def _sdpa_fails(q: torch.Tensor) -> bool:
     frames on. The explicit form computes the same softmax."""
     if q.device.type != "cpu" or not _cpu_capability_below_avx512():
         return False
-    autocast_bf16 = torch.is_autocast_enabled("cpu") and (
-        torch.get_autocast_dtype("cpu") == torch.bfloat16
-    )  # SDPA runs in autocast's dtype whatever its inputs' (q + u is float32 there)
-    return q.dtype == torch.bfloat16 or autocast_bf16
+    # SDPA runs in autocast's dtype whatever its inputs' (q + u is float32 there)
+    return torch.bfloat16 in (q.dtype, attention_dtype(q))
 
 
 class MultiHeadSelfAttention(nn.Module):

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from squeezer.nn.attention import padding_key_bias
+
 __all__ = ["AttnBias", "bias_for_block", "check_bias", "combine_static_bias", "pool_to_half_rate"]
 
 AttnBias = torch.Tensor | Sequence[torch.Tensor] | Callable[[int], torch.Tensor]
@@ -99,17 +101,16 @@ def combine_static_bias(
     its finite range, so that nothing overflows to inf under fp16 autocast (-inf at padded
     keys plus +inf would be NaN).
     """
-    key_pad = padding_mask[:, None, None, :]  # (B, 1, 1, T)
     if user is None:
-        static = torch.zeros(padding_mask.shape, dtype=dtype, device=padding_mask.device)
-        static = static[:, None, None, :]  # (B, 1, 1, T)
-    else:
-        static = user.to(dtype)
-        if static.dtype != user.dtype:
-            limit = torch.finfo(dtype).max
-            static = static.clamp(-limit, limit)
-        query_pad = padding_mask[:, None, :, None]  # (B, 1, T, 1)
-        static = torch.where(query_pad, 0.0, static)  # (B, h, T, T): padded rows read nothing
+        key_bias = padding_key_bias(padding_mask, dtype)  # (B, 1, 1, T)
+        return key_bias if alibi is None else key_bias + alibi.to(dtype)
+    static = user.to(dtype)
+    if static.dtype != user.dtype:
+        limit = torch.finfo(dtype).max
+        static = static.clamp(-limit, limit)
+    query_pad = padding_mask[:, None, :, None]  # (B, 1, T, 1)
+    static = torch.where(query_pad, 0.0, static)  # (B, h, T, T): padded rows read nothing
     if alibi is not None:
         static = static + alibi.to(dtype)
-    return torch.where(key_pad, float("-inf"), static)
+    # where, not + padding_key_bias: NaN or +inf at a padded key must not survive
+    return torch.where(padding_mask[:, None, None, :], float("-inf"), static)

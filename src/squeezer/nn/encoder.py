@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from squeezer.config import EncoderConfig
-from squeezer.nn.attention import relative_positional_encoding
+from squeezer.nn.attention import attention_dtype, relative_positional_encoding
 from squeezer.nn.attention_bias import (
     AttnBias,
     bias_for_block,
@@ -125,8 +125,7 @@ class SequenceEncoder(nn.Module):
         if self.input_norm is not None:
             x = self.input_norm(x)
         rate = self._frame_rate(x, lengths)
-        full_rate = rate
-        biases = _StaticBiases(attn_bias, _attention_dtype(x), self.config, full_rate)
+        biases = _StaticBiases(attn_bias, attention_dtype(x), self.config, rate)
         hidden_states, hidden_lengths = [], []
         skip = None
         for index, block in enumerate(self.blocks):
@@ -158,16 +157,8 @@ class SequenceEncoder(nn.Module):
         elif position == "rope":
             pos_emb = rotary_angles(T, self.config.head_dim, x.device, x.dtype)  # (2, T, dh/2)
         elif position == "alibi":
-            alibi = alibi_bias(T, self.config.num_heads, x.device, _attention_dtype(x))
+            alibi = alibi_bias(T, self.config.num_heads, x.device, attention_dtype(x))
         return _FrameRate(lengths, lengths_to_padding_mask(lengths, T), pos_emb, alibi, half)
-
-
-def _attention_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype the attention scores will have: autocast's, when it is on."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return x.dtype
 
 
 class _FrameRate(NamedTuple):
