@@ -25,13 +25,18 @@ def fake_round(scale: float) -> list[dict]:
             for e, f in zip(bench_sequence.ENCODERS, (2.0, 1.0, 1.05), strict=True)]  # fmt: skip
 
 
-def test_report_gives_medians_and_per_round_ratios(tmp_path):
+def test_report_gives_medians_and_per_round_ratios(tmp_path, monkeypatch):
     text = bench_sequence.markdown([fake_round(1.0), fake_round(2.0)], "cmd", 2)
     assert "| bias cost: with / without | 1.05 [1.05, 1.05] | 1.05 [1.05, 1.05] |" in text
     assert "| speed-up: peer / squeezer | 2.00 [2.00, 2.00] | 2.00 [2.00, 2.00] |" in text
+    monkeypatch.setattr(bench_sequence, "run_rounds", lambda *args: [fake_round(1.0)])
     path = tmp_path / "doc.md"
-    path.write_text(f"# Doc\n\nintro\n\n{bench_sequence.SECTION}\n\nold\n\n## After\n\nkept\n")
-    bench_sequence.write_section(path, text)
+    start, end = (
+        f"<!-- {bench_sequence.SECTION}: start -->",
+        f"<!-- {bench_sequence.SECTION}: end -->",
+    )
+    path.write_text(f"# Doc\n\nintro\n\n{start}\nold\n{end}\n\n## After\n\nkept\n")
+    assert bench_sequence.main(["--out", str(path)]) == 0
     written = path.read_text()
     assert "old" not in written and "intro" in written and "## After\n\nkept" in written
-    assert written.count(bench_sequence.SECTION) == 1
+    assert written.count(start) == 1 and "| bias cost: with / without |" in written

@@ -23,7 +23,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,11 +38,13 @@ from squeezer.analysis.bench import (
     last_error_line,
     worker_env,
 )
+from squeezer.analysis.bench_peer import timed_runs
 from squeezer.analysis.bench_rounds import Spread
+from squeezer.cli.common import write_report_section
 
 BATCH, FRAMES, WIDTH, BLOCKS, HEADS, KERNEL = 32, 384, 192, 12, 4, 17
 ENCODERS = ("peer", "squeezer", "squeezer+bias")
-SECTION = "## Speed at the Ribonanza shape"
+SECTION = "ribonanza-shape"  # the report's markers in --out (write_report_section)
 
 
 def build(encoder: str) -> tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
@@ -70,14 +71,8 @@ def build(encoder: str) -> tuple[nn.Module, Callable[[torch.Tensor, torch.Tensor
     return model, lambda x, lengths: model(x, lengths, attn_bias=bias).features
 
 
-def time_runs(step: Callable[[], object], repeats: int) -> list[float]:
-    step()  # warm-up: first-call allocations and kernel choice
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+def _nothing() -> None:
+    """Nothing to reset between timed runs."""
 
 
 def worker(encoder: str, repeats: int, threads: int) -> dict:
@@ -89,14 +84,14 @@ def worker(encoder: str, repeats: int, threads: int) -> dict:
     lengths = torch.full((BATCH,), FRAMES)
     module.eval()
     with torch.no_grad():
-        forward_s = time_runs(lambda: forward(x, lengths), repeats)
+        forward_s = timed_runs(lambda: forward(x, lengths), repeats, _nothing).wall_seconds
     module.train()
 
     def train_step() -> None:
         module.zero_grad(set_to_none=True)
         forward(x, lengths).square().mean().backward()
 
-    train_s = time_runs(train_step, repeats)
+    train_s = timed_runs(train_step, repeats, _nothing).wall_seconds
     return {"encoder": encoder, "forward_s": min(forward_s), "train_s": min(train_s),
             "params": sum(p.numel() for p in module.parameters())}  # fmt: skip
 
@@ -134,7 +129,6 @@ def markdown(measured: list[list[dict]], command: str, threads: int) -> str:
         return f"{s.median:.2f} [{s.low:.2f}, {s.high:.2f}]"
 
     lines = [
-        SECTION, "",
         f"`{command}` ({len(measured)} rounds, {threads} threads, batch {BATCH} x {FRAMES}, "
         f"width {WIDTH}, {BLOCKS} blocks, {HEADS} heads, kernel {KERNEL}, fp32; best of each "
         "process's timed runs; median [min, max] over rounds; ratios per round).", "",
@@ -165,18 +159,6 @@ def markdown(measured: list[list[dict]], command: str, threads: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of `path` (up to the next `## `), or append it."""
-    old = path.read_text() if path.exists() else ""
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        old = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        old = old.rstrip("\n") + ("\n\n" if old else "") + text
-    path.write_text(old)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -195,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(measured, command.strip(), args.threads)
     print(text)
     if args.out:
-        write_section(args.out, text)
+        write_report_section(args.out, SECTION, text)
     return 0
 
 
