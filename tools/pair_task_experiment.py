@@ -62,20 +62,25 @@ class PairModel(nn.Module):
         return self.head(features, lengths)  # (B, T, 2)
 
 
-def evaluate(model: PairModel, batches: list[PairTaskBatch]) -> dict[str, float]:
-    """MAE per target over the known targets of every batch."""
-    model.eval()
+def mae(predict, batches: list[PairTaskBatch]) -> dict[str, float]:
+    """MAE per target of `predict(batch) -> (B, T, 2)` over the known targets of every batch."""
     sums, counts = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
         for batch in batches:
-            predictions = model(batch)
             known = ~torch.isnan(batch.targets)
-            error = (predictions - torch.nan_to_num(batch.targets)).abs() * known
+            error = (predict(batch) - torch.nan_to_num(batch.targets)).abs() * known
             sums += error.sum(dim=(0, 1)).double()
             counts += known.sum(dim=(0, 1)).double()
+    partner, offset = (sums / counts).tolist()
+    return {"partner_mae": partner, "local_mae": offset}
+
+
+def evaluate(model: PairModel, batches: list[PairTaskBatch]) -> dict[str, float]:
+    """The model's MAE per target, in eval mode."""
+    model.eval()
+    result = mae(model, batches)
     model.train()
-    mae = (sums / counts).tolist()
-    return {"partner_mae": mae[0], "local_mae": mae[1]}
+    return result
 
 
 def eval_set(lengths: tuple[int, int], count: int, seed: int, offset: int) -> list[PairTaskBatch]:
@@ -143,15 +148,8 @@ def markdown(results: list[dict], baseline: dict) -> str:
 
 def zero_baseline(sets) -> dict:
     """The MAE of predicting 0 (the targets' mean) everywhere."""
-    out = {}
-    for name, batches in sets.items():
-        known = [~torch.isnan(b.targets) for b in batches]
-        sums = sum((torch.nan_to_num(b.targets).abs() * k).sum(dim=(0, 1)) for b, k in
-                   zip(batches, known, strict=True))  # fmt: skip
-        counts = sum(k.sum(dim=(0, 1)) for k in known)
-        mae = (sums / counts).tolist()
-        out[name] = {"partner_mae": mae[0], "local_mae": mae[1]}
-    return out
+    return {name: mae(lambda b: torch.zeros_like(b.targets), batches)
+            for name, batches in sets.items()}  # fmt: skip
 
 
 def main() -> None:
