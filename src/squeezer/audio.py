@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 
 AUDIO_ERROR_KINDS = (
     "missing file",
@@ -62,6 +60,9 @@ class AudioError(ValueError):
 
 def audio_duration(path: str | Path) -> float:
     """Seconds of audio in `path`, from its header alone (nothing is decoded)."""
+    import soundfile as sf  # here, not at the top: the sequence tasks import this module's
+    # constants without the speech extra
+
     path = _existing_file(path)
     try:
         return float(sf.info(str(path)).duration)
@@ -113,6 +114,8 @@ class AudioStream:
             raise ValueError(f"max_seconds={max_seconds!r} must be positive or None")
         if block_frames <= 0:
             raise ValueError(f"block_frames={block_frames!r} must be positive")
+        import soundfile as sf
+
         self.path = _existing_file(path)
         self.sample_rate = sample_rate
         self.block_frames = block_frames
@@ -151,6 +154,9 @@ class AudioStream:
         return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        import soundfile as sf
+        import soxr
+
         resampler = None
         if self.native_rate != self.sample_rate:
             resampler = soxr.ResampleStream(self.native_rate, self.sample_rate, 1, "float32")

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,6 +26,7 @@ from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.heads import CtcHead, CtcOutput
 from squeezer.structured import from_mapping, read_yaml, short_repr, to_mapping
 from squeezer.text import TOKENIZER_FILE, Tokenizer, load_tokenizer
+from squeezer.weights import MISFIT, check_weights, reason, stored_tensors
 
 __all__ = [
     "MODEL_FORMAT",
@@ -133,13 +134,6 @@ def read_settings(directory: Path) -> dict[str, Any]:
 _SETTINGS = ("format", "vocab_size", "encoder", "features")
 _EXPORT_SETTINGS = ("onnx",)
 
-# The model's dtype -> the safetensors dtypes read into it: only conversions that change no
-# value (see `load_model_directory`).
-_READABLE = {
-    torch.float32: ("F32", "F16", "BF16"),
-    torch.int64: ("I64", "I32", "I16", "I8", "U8"),
-}
-
 
 def _architecture(directory: Path) -> tuple[EncoderConfig, FeatureConfig, int]:
     """Encoder, frontend and vocabulary size from config.yaml, every key and type checked."""
@@ -168,24 +162,6 @@ def _architecture(directory: Path) -> tuple[EncoderConfig, FeatureConfig, int]:
     return encoder, features, vocab_size
 
 
-def _stored_tensors(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Name -> (shape, safetensors dtype) of each tensor in `path`, from its header alone."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            slices = {name: file.get_slice(name) for name in file.keys()}  # noqa: SIM118
-            return {name: (tuple(s.get_shape()), s.get_dtype()) for name, s in slices.items()}
-    except (SafetensorError, OSError) as error:
-        # a pickle (torch.save) renamed, a truncated or random file: its header does not parse
-        raise ValueError(f"{path}: not a safetensors file ({_reason(error)})") from None
-
-
-def _reason(error: Exception) -> str:
-    reason = " ".join(str(error).split()).removeprefix("Error while deserializing header: ")
-    return reason if len(reason) <= 120 else reason[:117] + "..."
-
-
 def _expected_tensors(
     encoder: EncoderConfig, features: FeatureConfig, vocab_size: int, config_path: Path
 ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
@@ -211,35 +187,6 @@ def _expected_tensors(
     }
 
 
-_MISFIT = "weights do not fit the config"
-
-
-def _check_weights(
-    path: Path,
-    stored: dict[str, tuple[tuple[int, ...], str]],
-    expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
-) -> None:
-    """The tensors in `path` are exactly those the config needs, of its shapes and dtypes."""
-    missing = [name for name in expected if name not in stored]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ValueError(f"{path}: {_MISFIT}: tensor {missing[0]} is missing{more}")
-    extra = [name for name in stored if name not in expected]
-    if extra:
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise ValueError(f"{path}: {_MISFIT}: tensor {short_repr(extra[0])} is extra{more}")
-    for name, (shape, dtype) in expected.items():
-        stored_shape, stored_dtype = stored[name]
-        if stored_shape != shape:
-            raise ValueError(
-                f"{path}: {_MISFIT}: tensor {name} has shape {stored_shape}, the config needs "
-                f"{shape}"
-            )
-        if stored_dtype not in _READABLE.get(dtype, ()):
-            wanted = str(dtype).removeprefix("torch.")
-            raise ValueError(f"{path}: tensor {name} is {stored_dtype}, the model needs {wanted}")
-
-
 def load_model_directory(directory: str | Path, device: str | torch.device = "cpu") -> AsrModel:
     """Read a model directory written by `save_model` (or `squeezer train`); eval mode,
     tokenizer attached. `squeezer.load_model` also takes `.nemo` files.
@@ -258,19 +205,19 @@ def load_model_directory(directory: str | Path, device: str | torch.device = "cp
     directory = Path(directory)
     config, weights = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     encoder, features, vocab_size = _architecture(directory)
-    stored = _stored_tensors(weights)
+    stored = stored_tensors(weights)
     if encoder.num_layers > len(stored):
         # Every block stores tensors, so this cannot match; and building a million blocks
         # takes minutes even on the meta device.
         raise ValueError(
-            f"{weights}: {_MISFIT}: {len(stored)} tensors, too few for "
+            f"{weights}: {MISFIT}: {len(stored)} tensors, too few for "
             f"encoder.num_layers={encoder.num_layers}"
         )
-    _check_weights(weights, stored, _expected_tensors(encoder, features, vocab_size, config))
+    check_weights(weights, stored, _expected_tensors(encoder, features, vocab_size, config))
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as error:  # the header parsed, the data did not
-        raise ValueError(f"{weights}: not a readable safetensors file ({_reason(error)})") from None
+        raise ValueError(f"{weights}: not a readable safetensors file ({reason(error)})") from None
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(f"{weights}: tensor {name} holds NaN or infinite values")

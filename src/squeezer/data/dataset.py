@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import signal
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from squeezer.audio import SAMPLE_RATE, AudioError, load_audio
 from squeezer.features import LogMelFrontend
+from squeezer.signals import leave_signals_to_the_main_process
 
 __all__ = [
     "AsrBatch",
@@ -317,17 +317,9 @@ def make_dataloader(
         batch_size=None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
-        worker_init_fn=_leave_signals_to_the_main_process if preemptible else None,
+        worker_init_fn=leave_signals_to_the_main_process if preemptible else None,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
-def _leave_signals_to_the_main_process(worker_id: int) -> None:
-    """Workers ignore SIGTERM/SIGUSR1: a scheduler that signals the whole job (SLURM does)
-    would otherwise kill them before the main process has written its checkpoint."""
-    for name in ("SIGTERM", "SIGUSR1"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def _sampler(cuts, max_batch_seconds, shuffle, seed, num_buckets, drop_last):

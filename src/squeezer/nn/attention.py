@@ -24,6 +24,7 @@ from torch import nn
 from squeezer.config import EncoderConfig
 from squeezer.nn.dropout import Dropout
 from squeezer.nn.positions import apply_rotary
+from squeezer.nn.tracing import exporting
 
 __all__ = [
     "MultiHeadSelfAttention",
@@ -62,7 +63,7 @@ def relative_shift(scores: torch.Tensor) -> torch.Tensor:
     distance i - j. That is a strided view: rows step by 2T - 2, columns by 1. ONNX has no
     strided views, so an export takes Transformer-XL's pad-and-reshape form of the same map.
     """
-    if torch.onnx.is_in_onnx_export():
+    if exporting():
         return _relative_shift_by_reshape(scores)
     if scores.requires_grad:
         return _RelativeShift.apply(scores)
@@ -256,7 +257,7 @@ class MultiHeadSelfAttention(nn.Module):
         if static_bias is None:
             static_bias = padding_key_bias(padding_mask, q.dtype)  # (B, 1, 1, T)
         autograd = torch.is_grad_enabled() and (q_v.requires_grad or p.requires_grad)
-        if autograd or q.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+        if autograd or q.device.type != "cpu" or exporting():
             return relative_shift(torch.matmul(q_v, p)) + static_bias  # (B, H, T, T)
         # Inference on CPU takes one utterance at a time: its (H, T, 2T - 1) scores stay in
         # cache until the shifted band is read out, where the whole batch's (16 MB at XS
@@ -288,7 +289,7 @@ class MultiHeadSelfAttention(nn.Module):
         q, k, bias = self._queries_keys_bias(x, pos_emb, padding_mask, static_bias)
         v = self._heads(self.linear_v(x))  # (B, H, T, dh)
         cpu_training = self.training and x.device.type == "cpu"
-        if cpu_training or torch.onnx.is_in_onnx_export() or _sdpa_fails(q):
+        if cpu_training or exporting() or _sdpa_fails(q):
             # SDPA's CPU fallback for a mask that needs gradients draws its dropout mask with
             # bernoulli_, which made attention 1.7x slower to train than this explicit form
             # (which also skips that fallback's copies when there is no dropout).

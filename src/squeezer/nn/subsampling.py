@@ -20,6 +20,7 @@ from torch import nn
 
 from squeezer.config import EncoderConfig
 from squeezer.nn.masks import conv_output_lengths, lengths_to_padding_mask
+from squeezer.nn.tracing import exporting
 
 __all__ = ["Subsampling"]
 
@@ -55,7 +56,7 @@ def _first_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     x (b, T, F) -> (b, T', F', C). oneDNN has no fast kernel for one input channel; nine taps
     times C outputs is a small, efficient matmul.
     """
-    if torch.onnx.is_in_onnx_export():  # the same conv as one ONNX Conv node
+    if exporting():  # the same conv as one ONNX Conv node
         return _conv(conv, x.unsqueeze(-1))  # (b, T, F, 1) -> (b, T', F', C)
     b = x.size(0)
     padded = F.pad(x, (PADDING, PADDING, PADDING, PADDING))  # (b, T + 2, F + 2)
@@ -182,7 +183,7 @@ class Subsampling(nn.Module):
         a batch's padding costs no convolution.
         """
         b, T_in, _ = x.size()
-        cut = x.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+        cut = x.device.type == "cpu" and not exporting()
         if cut:
             x = x[:, : int(lengths.max())]  # (b, T_c, F)
         for index, stage in enumerate(self.stages):
@@ -216,7 +217,7 @@ class Subsampling(nn.Module):
             return self.linear(x), lengths
         x = x.masked_fill(lengths_to_padding_mask(lengths, x.size(1)).unsqueeze(-1), 0.0)
         weight = self._frequency_major_weight()
-        if torch.onnx.is_in_onnx_export():  # ONNX Runtime plans its own memory: no chunks
+        if exporting():  # ONNX Runtime plans its own memory: no chunks
             return self._convolve(x, lengths, weight), self.output_lengths(lengths)
         size = self._chunk_size(x)
         chunks = zip(x.split(size), lengths.split(size), strict=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,9 @@ from squeezer.sequences.manifest import SequenceRecord, TaskKind, load_arrays
 from squeezer.sequences.normalize import FeatureStats, write_json
 
 __all__ = [
+    "CHARACTERS_FILE",
     "LABELS_FILE",
+    "Characters",
     "LabelMap",
     "SequenceBatch",
     "SequenceDataset",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 LABELS_FILE = "labels.json"
+CHARACTERS_FILE = "characters.json"
 
 
 class LabelMap:
@@ -91,6 +94,58 @@ class LabelMap:
             raise ValueError(f"{path}: not a list of class names") from None
 
 
+class Characters:
+    """The CTC vocabulary of a text task: every character of the training text as written (no
+    normalisation: a fingerspelled URL keeps its "/" and its capitals), ids 1..V, blank 0."""
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        if not symbols or len(set(symbols)) != len(symbols):
+            raise ValueError("characters must be distinct and at least one")
+        if any(not isinstance(s, str) or len(s) != 1 for s in symbols):
+            raise ValueError("characters must be single characters")
+        self.symbols = list(symbols)
+        self.ids = {symbol: i for i, symbol in enumerate(self.symbols, start=1)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> Characters:
+        seen = set()
+        for text in texts:
+            seen.update(text)
+        if not seen:
+            raise ValueError("the training texts are empty: no characters to learn")
+        return cls(sorted(seen))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; ValueError naming the first character not seen in training."""
+        unknown = next((c for c in text if c not in self.ids), None)
+        if unknown is not None:
+            raise ValueError(f"character {unknown!r} was not in the training text")
+        return [self.ids[c] for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.symbols[i - 1] for i in ids if 1 <= i <= len(self.symbols))
+
+    def save(self, directory: str | Path) -> Path:
+        return write_json(Path(directory) / CHARACTERS_FILE, {"characters": self.symbols})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Characters:
+        path = Path(directory) / CHARACTERS_FILE
+        try:
+            symbols = json.loads(path.read_text())["characters"]
+            if not isinstance(symbols, list):
+                raise TypeError
+            return cls(symbols)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no characters") from None
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{path}: not a list of characters") from None
+
+
 @dataclass(frozen=True)
 class SequenceExample:
     """One record, loaded: features (T, F) float32, pair (C, T, T) or None, and the answer."""
@@ -120,6 +175,16 @@ class SequenceBatch:
     token_lengths: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     targets: torch.Tensor | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, reason), unreadable
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def to(self, device: torch.device | str) -> SequenceBatch:
+        """The batch with every tensor on `device`."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if isinstance(getattr(self, f.name), torch.Tensor)}  # fmt: skip
+        return replace(self, **moved)
 
 
 class SequenceDataset(torch.utils.data.Dataset):
@@ -132,6 +197,9 @@ class SequenceDataset(torch.utils.data.Dataset):
         labels: the class map (classify).
         tokenizer: a character tokenizer (ctc): `encode(text) -> ids` in 1..V.
         feature_dim: F every record must have (None: whatever the first has).
+        nan_to: the value NaN features become (None: NaN is an error).
+        augment: `augment_array(features, rng)` applied to the raw features of `example`
+            calls given a generator (training).
     """
 
     def __init__(
@@ -142,6 +210,8 @@ class SequenceDataset(torch.utils.data.Dataset):
         labels: LabelMap | None = None,
         tokenizer=None,
         feature_dim: int | None = None,
+        nan_to: float | None = None,
+        augment=None,
     ) -> None:
         if task == "classify" and labels is None:
             raise ValueError("a classify dataset needs its LabelMap")
@@ -149,6 +219,7 @@ class SequenceDataset(torch.utils.data.Dataset):
             raise ValueError("a ctc dataset needs its tokenizer")
         self.records, self.task = list(records), task
         self.stats, self.labels, self.tokenizer = stats, labels, tokenizer
+        self.nan_to, self.augment = nan_to, augment
         self.feature_dim = feature_dim if feature_dim is not None else (
             None if stats is None else len(stats.mean)
         )  # fmt: skip
@@ -157,9 +228,18 @@ class SequenceDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> SequenceExample:
+        return self.example(index)
+
+    def example(self, index: int, rng: np.random.Generator | None = None) -> SequenceExample:
+        """Record `index` loaded, checked, augmented (with `rng`), normalised and encoded;
+        ValueError naming its line when it is not usable."""
         record = self.records[index]
-        arrays = load_arrays(record, self.feature_dim)
-        features = arrays.features if self.stats is None else self.stats.apply(arrays.features)
+        arrays = load_arrays(record, self.feature_dim, self.nan_to)
+        features = arrays.features
+        if rng is not None and self.augment is not None:
+            features = self.augment(features, rng)
+        if self.stats is not None:
+            features = self.stats.apply(features)
         example = dict(
             id=record.id,
             features=torch.from_numpy(features),
@@ -167,9 +247,12 @@ class SequenceDataset(torch.utils.data.Dataset):
             weight=record.weight,
         )
         if self.task == "ctc":
-            tokens = self.tokenizer.encode(record.text)
+            try:
+                tokens = self.tokenizer.encode(record.text)
+            except ValueError as error:
+                raise ValueError(f"{record.where}: {error}") from None
             if not tokens:
-                raise ValueError(f"{record.where}: text has no character the model knows")
+                raise ValueError(f"{record.where}: empty text")
             example["tokens"] = torch.tensor(tokens, dtype=torch.int64)
         elif self.task == "classify":
             example["label"] = self.labels.encode(record)

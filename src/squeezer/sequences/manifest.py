@@ -192,10 +192,13 @@ def _array_ref(
     raise ValueError(f"{where}: {key} must be a .npy path or an array, got {type(value).__name__}")
 
 
-def load_arrays(record: SequenceRecord, feature_dim: int | None = None) -> SequenceArrays:
+def load_arrays(
+    record: SequenceRecord, feature_dim: int | None = None, nan_to: float | None = None
+) -> SequenceArrays:
     """The record's arrays, each checked against the others; errors name the record's line.
 
-    features must be (T, F) with T >= 1 and finite values (F = feature_dim when given);
+    features must be (T, F) with T >= 1 and finite values (F = feature_dim when given; with
+    `nan_to`, NaN features, such as a landmark the tracker lost, become that value);
     targets (T, K) or (T,) (NaN allowed: unknown); pair (T, T) or (C, T, T), finite.
     """
     features = _load(record.features, "features", record.where)
@@ -206,8 +209,11 @@ def load_arrays(record: SequenceRecord, feature_dim: int | None = None) -> Seque
             f"{record.where}: features have {features.shape[1]} values per position, "
             f"the model takes {feature_dim}"
         )
+    if nan_to is not None:
+        features = np.where(np.isnan(features), np.float32(nan_to), features)
     if not np.all(np.isfinite(features)):
-        raise ValueError(f"{record.where}: features hold NaN or inf")
+        hint = "" if nan_to is not None else " (data.nan_to replaces NaN)"
+        raise ValueError(f"{record.where}: features hold NaN or inf{hint}")
     T = features.shape[0]
     targets = None
     if record.targets is not None:

@@ -9,7 +9,16 @@ distributed.py  one process or many (torchrun), collectives that keep ranks agre
 metrics.py      metrics.jsonl (and TensorBoard)
 """
 
-from squeezer.training.loop import Trainer, train
 from squeezer.training.recipe import TrainConfig, load_recipe
 
 __all__ = ["TrainConfig", "Trainer", "load_recipe", "train"]
+
+
+def __getattr__(name: str):
+    """`Trainer` and `train` on first use: the loop imports the speech data stack, which the
+    sequence tasks' recipes (built on `squeezer.training.recipe`) do without."""
+    if name in ("Trainer", "train"):
+        from squeezer.training import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -79,7 +80,15 @@ def _check_weights_fit(model: AsrModel, state: dict[str, Any], path: Path) -> No
 
 
 class Trainer:
-    """Holds the pieces of one run; `fit()` runs it to the end."""
+    """Holds the pieces of one run; `fit()` runs it to the end.
+
+    The loop is the task's own only where a task must be: reading the data, building the
+    model, the loader, the loss, dev scoring and the final model directory are methods that
+    `squeezer.sequences.training.SequenceTrainer` replaces for non-audio sequence tasks.
+    `self.tokenizer` is what the task's model directory needs beside the weights.
+    """
+
+    unreadable = "audio"  # what a batch reads, for the message when none of an epoch could be
 
     def __init__(self, config: TrainConfig, out_dir: Path, resume: bool) -> None:
         self.out_dir = out_dir
@@ -87,30 +96,28 @@ class Trainer:
         seed_everything(config.run.seed + self.dist.rank)
         if self.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-        cuts, manifest_skips = read_manifest(config.data.train)
+        data, manifest_skips = self._read_training_data(config)
         checkpoint, built = None, {}
         if resume:
 
             def fits(path: Path, state: dict[str, Any]) -> None:
-                built[path] = self._build(config, cuts, Checkpoint(path, state))
+                built[path] = self._build(config, data, Checkpoint(path, state))
                 _check_weights_fit(built[path][1], state, path)
 
             checkpoint = self._latest_checkpoint(fits)
         if checkpoint is not None:
             self.config, self.model, self.tokenizer = built[checkpoint.path]
         else:
-            self.config, self.model, self.tokenizer = self._build(config, cuts, None)
+            self.config, self.model, self.tokenizer = self._build(config, data, None)
         if self.dist.is_main:
             self.config.to_yaml(out_dir / "config.yaml")
         self.model.to(self.dist.device)
-        self.loader, self.data_report = training_loader(
-            self.config, self.model, self.tokenizer, cuts, manifest_skips, self.dist
-        )
-        self.augment = SpecAugment(config.spec_augment) if config.spec_augment else None
+        self.loader, self.data_report = self._training_loader(data, manifest_skips)
+        self.augment = self._augmenter()
         self._build_optimizer()
         self.state = TrainState()
         self.metrics = MetricsLog(out_dir, config.run.tensorboard) if self.dist.is_main else None
-        self.dev_cuts = load_cuts(config.data.dev) if config.data.dev else None
+        self.dev_data = self._read_dev_data()
         self.ema = None
         if config.run.ema_decay:
             multi_avg = torch.optim.swa_utils.get_ema_multi_avg_fn(config.run.ema_decay)
@@ -123,6 +130,33 @@ class Trainer:
         self._train_mode()
         self.ddp = self._wrap()
         self.preemption = PreemptionFlag()
+
+    # -- what a task (speech here; `squeezer.sequences.training` for the others) provides --
+
+    def _read_training_data(self, config: TrainConfig) -> tuple[Any, Counter]:
+        """The training split, and the count of manifest lines that are not usable, by reason."""
+        return read_manifest(config.data.train)
+
+    def _read_dev_data(self) -> Any:
+        return load_cuts(self.config.data.dev) if self.config.data.dev else None
+
+    def _training_loader(self, cuts: Any, manifest_skips: Counter) -> tuple[Any, Any]:
+        """The loader (its sampler has `set_epoch` and `skip`) and the report of dropped data."""
+        return training_loader(
+            self.config, self.model, self.tokenizer, cuts, manifest_skips, self.dist
+        )
+
+    def _augmenter(self) -> SpecAugment | None:
+        spec_augment = self.config.spec_augment
+        return SpecAugment(spec_augment) if spec_augment else None
+
+    def _loss(self, batch: AsrBatch) -> torch.Tensor:
+        """The batch's loss, a float32 scalar."""
+        return step_parts.ctc_loss(self.ddp, batch, self.augment)
+
+    def _settings(self) -> dict[str, Any]:
+        """What a checkpoint records so that --resume rebuilds the same model."""
+        return model_settings(self.model)
 
     def _build(
         self, config: TrainConfig, cuts, checkpoint: Checkpoint | None
@@ -178,7 +212,7 @@ class Trainer:
     def _checkpoint_state(self) -> dict[str, Any]:
         finetune = self.config.finetune
         state = {
-            "settings": model_settings(self.model),  # --resume rebuilds this model from them
+            "settings": self._settings(),  # --resume rebuilds this model from them
             "finetune": to_mapping(finetune) if finetune.init is not None else None,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -211,7 +245,7 @@ class Trainer:
 
     def _evaluate_dev(self, trained_s: float) -> None:
         """Greedy WER/CER on the dev manifest (rank 0), logged beside the training loss."""
-        if self.dev_cuts is None:
+        if self.dev_data is None:
             return
         from squeezer.evaluate import evaluate
 
@@ -221,7 +255,7 @@ class Trainer:
         # checkpoint did not score it, and must draw the same dropout masks as this one.
         with torch.random.fork_rng(devices=[]):
             try:
-                rates = evaluate(self.model, self.dev_cuts, max_batch_seconds=120).rates["greedy"]
+                rates = evaluate(self.model, self.dev_data, max_batch_seconds=120).rates["greedy"]
             finally:
                 self._train_mode()
         self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer,
@@ -304,7 +338,7 @@ class Trainer:
         sync = nullcontext() if last_micro or self.ddp is self.model else self.ddp.no_sync()
         with sync:
             with autocast(self.config, self.dist.device):
-                loss = step_parts.ctc_loss(self.ddp, batch, self.augment)
+                loss = self._loss(batch)
             if not all_agree(bool(torch.isfinite(loss)), self.dist.device):
                 return None
             (loss / self.config.optim.accumulate).backward()
@@ -484,8 +518,8 @@ class Trainer:
                 )
             if self._drawn_batches and not self._readable_batches:
                 raise ValueError(
-                    f"{self.config.data.train}: no audio of a whole epoch could be read "
-                    f"(skipped: {self.state.skipped or 'none'}); check the manifest's paths"
+                    f"{self.config.data.train}: no {self.unreadable} of a whole epoch could be "
+                    f"read (skipped: {self.state.skipped or 'none'}); check the manifest's paths"
                 )
             if not stop:
                 self.state.epoch += 1
@@ -514,12 +548,16 @@ class Trainer:
         paths = checkpoint_paths(self.out_dir / "checkpoints")[-self.config.run.average_last :]
         return average_model_states([load_checkpoint(p)["model"] for p in paths])
 
+    def _save_final(self, weights: dict[str, torch.Tensor], directory: Path) -> None:
+        """Write the model directory of the final weights (rank 0)."""
+        final = AsrModel(self.model.config, self.model.vocab_size, self.model.frontend.config)
+        final.load_state_dict(weights)
+        save_model(final, directory, self.tokenizer)
+
     def _finish(self) -> Path:
         directory = self.out_dir / "model"
         if self.dist.is_main:
-            final = AsrModel(self.model.config, self.model.vocab_size, self.model.frontend.config)
-            final.load_state_dict(self._final_weights())
-            save_model(final, directory, self.tokenizer)
+            self._save_final(self._final_weights(), directory)
             log.info("model written to %s (step %d)", directory, self.state.step)
         barrier()
         return directory

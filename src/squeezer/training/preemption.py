@@ -13,11 +13,9 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["PREEMPTION_SIGNALS", "Preempted", "PreemptionFlag"]
+from squeezer.signals import PREEMPTION_SIGNALS
 
-PREEMPTION_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
-)
+__all__ = ["PREEMPTION_SIGNALS", "Preempted", "PreemptionFlag"]
 
 
 class Preempted(Exception):
