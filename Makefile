@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
 
-.PHONY: venv system-deps test test-float-paths lint demo demo-gpu bench clean
+.PHONY: venv system-deps test test-float-paths test-tflite lint demo demo-gpu bench clean
 
 # Debian packages: espeak-ng synthesises the embedded corpus; flite and Festival (with its
 # kal, ked and slt voices) add two more engines' voices, and fortunes-min offline sentences,
@@ -47,10 +47,23 @@ test: lint system-deps
 # generic path, AVX2 the one an AVX-512 machine would not take by default; torch's scalar
 # kernels (ATEN_CPU_CAPABILITY=default) are a second path even where MKL ignores MKL_CBWR.
 FLOAT_TESTS := tests/nemo tests/nn tests/test_features.py tests/test_bf16.py \
-	tests/test_transcribe.py tests/analysis/test_redundancy.py
+	tests/test_transcribe.py tests/analysis/test_redundancy.py tests/sequences/test_model.py
 test-float-paths: venv
 	MKL_CBWR=COMPATIBLE ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q $(FLOAT_TESTS)
 	MKL_CBWR=AVX2 $(PY) -m pytest -q $(FLOAT_TESTS)
+
+# TFLite export of sequence models, in its own venv: litert-torch needs numpy 2, which the
+# speech extra still caps (so `.[all]` and `.[tflite]` cannot share one environment yet).
+TFLITE_VENV := .venv-tflite
+$(TFLITE_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(TFLITE_VENV)
+	$(TFLITE_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TFLITE_VENV)/bin/python -m pip install -q torch==$(TORCH_VERSION)
+	$(TFLITE_VENV)/bin/python -m pip install -q -e ".[sequences,export,tflite]" pytest
+	touch $@
+
+test-tflite: $(TFLITE_VENV)/.installed
+	$(TFLITE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/sequences/test_export.py
 
 # Conformer versus Squeezeformer on the embedded corpus (about 25 minutes on 2 CPU cores);
 # results in results/demo. Extra arguments: make demo DEMO_ARGS="--steps 300 --out results/quick"
@@ -82,7 +95,7 @@ bench: venv
 	else echo "bench-transcribe: no demo model ($(DEMO_MODEL)); run make demo first"; fi
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TFLITE_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
 
 # NeMo import (issue #8). NeMo 2.7.3 lives in a throwaway venv outside the repository and is
 # never a dependency of squeezer: it only makes the committed test fixtures and times NeMo's

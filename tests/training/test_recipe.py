@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from squeezer.sequences.recipe import is_sequence_recipe, load_sequence_recipe
 from squeezer.training.recipe import load_recipe, packaged_recipes
 
-RECIPES = sorted(packaged_recipes().values())
+RECIPES = sorted(p for p in packaged_recipes().values() if not is_sequence_recipe(p))
+SEQUENCE_RECIPES = sorted(p for p in packaged_recipes().values() if is_sequence_recipe(p))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
@@ -14,6 +16,13 @@ def test_shipped_recipes_load(path):
     config = load_recipe(path)
     assert config.encoder_config().d_model > 0
     assert Path(config.data.train).is_absolute()
+
+
+@pytest.mark.parametrize("path", SEQUENCE_RECIPES, ids=[p.stem for p in SEQUENCE_RECIPES])
+def test_shipped_sequence_recipes_load(path):
+    config = load_sequence_recipe(path)
+    assert config.encoder_config(7).input_dim == 7
+    assert Path(config.data.train).is_absolute() and config.task == path.stem
 
 
 def test_overrides_and_errors(tmp_path):

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from squeezer.cli import main
+from squeezer.sequences.recipe import SequenceTrainConfig, is_sequence_recipe, load_sequence_recipe
 from squeezer.structured import from_mapping, to_mapping
 from squeezer.training.recipe import TrainConfig, find_recipe, load_recipe, packaged_recipes
 from tests.conftest import assert_one_line_error
@@ -73,8 +74,11 @@ def _sections(tree: dict) -> list[str]:
 
 
 def _outcome(path: Path, overrides: list[str] | None = None) -> TrainConfig | Exception:
-    """load_recipe's config, or the user error it raised; anything else fails the test."""
+    """The loader's config (`squeezer train` reads a recipe with `task:` as a sequence task's),
+    or the user error it raised; anything else fails the test."""
     try:
+        if is_sequence_recipe(path):
+            return load_sequence_recipe(path, overrides)
         return load_recipe(path, overrides)
     except USER_ERRORS as error:
         return error
@@ -82,10 +86,10 @@ def _outcome(path: Path, overrides: list[str] | None = None) -> TrainConfig | Ex
 
 def _check(outcome: TrainConfig | Exception, *names: str) -> None:
     """A valid config, or one short line that holds each of `names` (the file, a key)."""
-    if isinstance(outcome, TrainConfig):
+    if isinstance(outcome, TrainConfig | SequenceTrainConfig):
         # Every value has its field's type and passes its checks: building it again from plain
         # data re-checks them all (and NaN, never equal to itself, would fail the comparison).
-        assert from_mapping(TrainConfig, to_mapping(outcome)) == outcome
+        assert from_mapping(type(outcome), to_mapping(outcome)) == outcome
         return
     assert_one_line_error(str(outcome), *names)
 
@@ -301,7 +305,7 @@ def test_bytes_that_are_not_utf8_text(sandbox, recipe, kind):
     path.write_bytes(_encodings(recipe.read_text())[kind])
     outcome = _outcome(path)
     if kind == "utf-8 BOM":
-        assert isinstance(outcome, TrainConfig)
+        assert isinstance(outcome, TrainConfig | SequenceTrainConfig)
     else:
         _error(outcome, f"{path}: ")
 

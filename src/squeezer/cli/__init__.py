@@ -1,7 +1,8 @@
 """The `squeezer` command: thin argparse verbs that call the library.
 
 Each group of verbs lives in its own module, which registers every verb's parser right beside
-its handler: `speech` (corpora, training, evaluation, transcription), `deployment` (export and
+its handler: `speech` (corpora, training, evaluation, transcription), `sequences` (non-audio
+tasks: prediction, and the sequence side of train, evaluate and export), `deployment` (export and
 its benchmarks), `analysis` (model zoo, FLOPs, redundancy, throughput) and `demo`. Only this
 package and the training loop talk to the console.
 """
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from squeezer import __version__
-from squeezer.cli import analysis, demo, deployment, speech
+from squeezer.cli import analysis, demo, deployment, sequences, speech
 from squeezer.cli.common import DEMO_RECIPES, write_report_section
 from squeezer.extras import missing_extra_message
 
@@ -29,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="squeezer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"squeezer {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for group in (speech, deployment, analysis, demo):
+    for group in (speech, sequences, deployment, analysis, demo):
         group.register(verbs)
     return parser
 

@@ -16,9 +16,9 @@ Verb = Callable[[argparse.Namespace], int]
 DEMO_RECIPES = ("demo/conformer", "demo/squeezeformer")
 # --backend of the verbs that run a model: PyTorch, or an export in ONNX Runtime
 BACKEND_OPTIONS = dict(
-    choices=["torch", "onnx", "onnx-int8"], default="torch",
+    choices=["torch", "onnx", "onnx-int8", "tflite"], default="torch",
     help="torch: a model directory or .nemo file; onnx, onnx-int8: an export folder "
-         "(squeezer export), run in ONNX Runtime",
+         "(squeezer export), run in ONNX Runtime; tflite: a sequence model's export in LiteRT",
 )  # fmt: skip
 
 
@@ -69,6 +69,8 @@ def load_for_inference(args: argparse.Namespace):
         return load_model(args.model, device=args.device)
     from squeezer.onnx_model import load_onnx_model
 
+    if args.backend == "tflite":
+        raise ValueError("--backend tflite runs sequence models; speech models: onnx, onnx-int8")
     if args.device != "cpu":
         raise ValueError(f"--backend {args.backend} runs on the CPU, not --device {args.device}")
     return load_onnx_model(args.model, int8=args.backend == "onnx-int8")

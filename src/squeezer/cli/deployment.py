@@ -5,19 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from squeezer.cli import sequences
 from squeezer.cli.common import command_line, publish, run_label
 
 
 def _add_export(verbs: argparse._SubParsersAction) -> None:
-    export = verbs.add_parser("export", help="ONNX for ONNX Runtime and sherpa-onnx")
+    export = verbs.add_parser("export", help="ONNX for ONNX Runtime and sherpa-onnx (TFLite "
+                              "for sequence models)")  # fmt: skip
     export.add_argument("model", type=Path, help="model directory or .nemo file")
     export.add_argument("--out", type=Path, required=True, help="export folder to write")
     export.add_argument("--int8", action="store_true", help="also an int8-weight graph")
+    export.add_argument("--tflite", action="store_true",
+                        help="sequence models: also a TFLite graph (squeezer[tflite])")  # fmt: skip
+    export.add_argument("--max-length", type=int, default=512,
+                        help="sequence models: the longest sequence a fixed-length graph "
+                             "takes (TFLite; shorter ones are padded)")  # fmt: skip
     export.set_defaults(handler=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     """ONNX graph(s), tokens.txt and settings for ONNX Runtime and sherpa-onnx."""
+    if sequences.is_sequence_model(args.model):
+        if args.int8:
+            raise ValueError("--int8 is for speech models")
+        return sequences.export(args)
+    if args.tflite:
+        raise ValueError("--tflite is for sequence models; speech models export to ONNX")
     from squeezer.export import export_onnx
     from squeezer.loading import load_model
 

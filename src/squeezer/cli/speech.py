@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from squeezer.cli import sequences
 from squeezer.cli.common import BACKEND_OPTIONS, load_for_inference, log
 
 
@@ -87,10 +88,13 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     """Train a CTC model from a recipe, from scratch or fine-tuning a model (--init)."""
+    from squeezer.sequences.recipe import is_sequence_recipe
     from squeezer.training import train
     from squeezer.training.preemption import Preempted
     from squeezer.training.recipe import load_recipe
 
+    if is_sequence_recipe(args.recipe):
+        return sequences.train(args)
     config = load_recipe(args.recipe, args.set, init=args.init)
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, say things once
     try:
@@ -143,10 +147,13 @@ def _import_nemo(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
-    evaluate = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest")
+    evaluate = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest (or a "
+                                "sequence model's metrics)")  # fmt: skip
     evaluate.add_argument("model", type=Path, help="model directory, .nemo file or export")
     evaluate.add_argument("--backend", **BACKEND_OPTIONS)
-    evaluate.add_argument("manifest", type=Path, help="Lhotse manifest (.jsonl.gz)")
+    evaluate.add_argument("manifest", type=Path,
+                          help="Lhotse manifest (.jsonl.gz), or sequences (.jsonl, "
+                               ".parquet)")  # fmt: skip
     evaluate.add_argument("--beam", type=int, default=0, help="beam width (0: greedy only)")
     evaluate.add_argument("--lm", type=Path, help="KenLM model (ARPA or binary) for the beam")
     evaluate.add_argument("--batch-seconds", type=float, default=60.0)
@@ -157,6 +164,8 @@ def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     """WER/CER of a model on a manifest, greedy and beam search."""
+    if sequences.is_sequence_model(args.model):
+        return sequences.evaluate(args)
     from squeezer.data.manifests import load_cuts
     from squeezer.evaluate import evaluate, write_evaluation
 

@@ -60,11 +60,15 @@ def load_backend(path: str | Path, kind: str = "torch", threads: int = 0) -> Loa
     if kind not in values:
         raise ValueError(f"{path}: no {kind} graph here (squeezer export MODEL --out {path}"
                          f"{' --tflite' if kind == 'tflite' else ''})")  # fmt: skip
-    if kind == "onnx":
-        run = _OnnxRunner(path / values["onnx"], meta.pair_channels > 0, threads)
+    graph = values[kind]
+    if kind == "onnx" and isinstance(graph, str):  # dynamic batch and length
+        run = _OnnxRunner(path / graph, meta.pair_channels > 0, threads)
+    elif kind == "onnx":  # one sequence of a fixed length (see `export_onnx`)
+        onnx = _OnnxRunner(path / graph["file"], meta.pair_channels > 0, threads)
+        run = _Padded(_numpy_call(onnx), int(graph["max_length"]), "ONNX")
     else:
-        graph = values["tflite"]
-        run = _TfliteRunner(path / graph["file"], int(graph["max_length"]), threads)
+        run = _Padded(_tflite_call(path / graph["file"], threads), int(graph["max_length"]),
+                      "TFLite")  # fmt: skip
     return LoadedBackend(run, meta.task, assets, meta.config.input_dim, meta.pair_channels)
 
 
@@ -95,23 +99,42 @@ class _OnnxRunner:
         return torch.from_numpy(values), torch.from_numpy(out_lengths)
 
 
-class _TfliteRunner:
-    """One sequence at a time, zero-padded to `max_length`; outputs sliced back."""
+def _numpy_call(runner: _OnnxRunner):
+    def call(feed: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        values, lengths = runner(*(torch.from_numpy(x) for x in feed), *([None] * (3 - len(feed))))
+        return values.numpy(), lengths.numpy()
 
-    def __init__(self, graph: Path, max_length: int, threads: int) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ModuleNotFoundError as error:
-            raise ModuleNotFoundError(
-                "the LiteRT backend needs ai-edge-litert: pip install 'squeezer[tflite]'",
-                name=error.name,
-            ) from None
-        if not graph.is_file():
-            raise FileNotFoundError(f"{graph}: no such file")
-        self.interpreter = Interpreter(model_path=str(graph), num_threads=threads or None)
-        self.runner = self.interpreter.get_signature_runner()
-        self.inputs = sorted(self.runner.get_input_details())  # args_0, args_1[, args_2]
-        self.max_length = max_length
+    return call
+
+
+def _tflite_call(graph: Path, threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "the LiteRT backend needs ai-edge-litert: pip install 'squeezer[tflite]'",
+            name=error.name,
+        ) from None
+    if not graph.is_file():
+        raise FileNotFoundError(f"{graph}: no such file")
+    runner = Interpreter(model_path=str(graph), num_threads=threads or None).get_signature_runner()
+    names = sorted(runner.get_input_details())  # args_0, args_1[, args_2]: the graph's order
+
+    def call(feed: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        feed = [x.astype(np.int32) if x.dtype == np.int64 else x for x in feed]
+        result = runner(**dict(zip(names, feed, strict=True)))
+        values, lengths = (result[k] for k in sorted(result))
+        return np.asarray(values), np.asarray(lengths)
+
+    return call
+
+
+class _Padded:
+    """A graph for one sequence of `max_length` positions: each sequence zero-padded to it
+    (the model's masks make the padding invisible), the outputs cut back."""
+
+    def __init__(self, call, max_length: int, name: str) -> None:
+        self.call, self.max_length, self.name = call, max_length, name
 
     def __call__(self, features, lengths, pair):
         values, out_lengths = [], []
@@ -119,18 +142,17 @@ class _TfliteRunner:
             length = int(lengths[row])
             if length > self.max_length:
                 raise ValueError(
-                    f"a sequence of {length} positions is longer than the TFLite graph's "
+                    f"a sequence of {length} positions is longer than the {self.name} graph's "
                     f"{self.max_length} (export again with a larger --max-length)"
                 )
             x = np.zeros((1, self.max_length, features.size(2)), np.float32)
             x[0, :length] = features[row, :length].numpy()
-            feed = [x, np.array([length], np.int32)]
+            feed = [x, np.array([length], np.int64)]
             if pair is not None:
                 p = np.zeros((1, pair.size(1), self.max_length, self.max_length), np.float32)
                 p[0, :, :length, :length] = pair[row, :, :length, :length].numpy()
                 feed.append(p)
-            result = self.runner(**dict(zip(self.inputs, feed, strict=True)))
-            value, out_length = (result[k] for k in sorted(result))
+            value, out_length = self.call(feed)
             values.append(torch.from_numpy(np.array(value[0])))
             out_lengths.append(int(out_length[0]))
         return _stack(values, out_lengths), torch.tensor(out_lengths)

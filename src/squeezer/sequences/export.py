@@ -85,28 +85,61 @@ def _write_folder(model: SequenceModel, assets: SequenceAssets, out_dir: Path, *
     path.write_text(yaml.safe_dump(values, sort_keys=False))
 
 
-@torch.no_grad()
-def export_onnx(model: SequenceModel, assets: SequenceAssets, out_dir: str | Path) -> Path:
-    """ONNX graph with dynamic batch and length; returns its path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
-    example = _example(model, 2, 24)
+def _dynamic(graph: Path) -> bool:
+    """Whether the time dimension of every input and output stayed symbolic in the graph."""
+    import onnx
+
+    time_axes = {"features": 1, "pair": 2, "values": 1}
+    model = onnx.load(str(graph), load_external_data=False)
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        axis = time_axes.get(value.name)
+        if axis is None or (value.name == "values" and len(dims) < 3):  # classify: (B, C)
+            continue
+        if not dims[axis].dim_param:
+            return False
+    return True
+
+
+def _onnx(model: SequenceModel, example: tuple, graph: Path, dynamic: bool) -> None:
     batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=2)
-    shapes = [{0: batch, 1: time}, {0: batch}]
-    names = ["features", "lengths"]
-    if model.pair_channels:
-        shapes.append({0: batch, 2: time, 3: time})
-        names.append("pair")
+    shapes = [{0: batch, 1: time}, {0: batch}, {0: batch, 2: time, 3: time}][: len(example)]
+    names = ["features", "lengths", "pair"][: len(example)]
     with _quiet():
         program = torch.onnx.export(_Graph(model), example, dynamo=True, input_names=names,
                                     output_names=["values", "out_lengths"],
-                                    dynamic_shapes=tuple(shapes), opset_version=OPSET)  # fmt: skip
-    graph = out_dir / ONNX_FILE
+                                    dynamic_shapes=tuple(shapes) if dynamic else None,
+                                    opset_version=OPSET)  # fmt: skip
     temporary = graph.with_name(f".{graph.name}.tmp")
     program.save(str(temporary))
     os.replace(temporary, graph)
-    _write_folder(model, assets, out_dir, onnx=ONNX_FILE)
+
+
+@torch.no_grad()
+def export_onnx(
+    model: SequenceModel, assets: SequenceAssets, out_dir: str | Path, max_length: int = 512
+) -> Path:
+    """ONNX graph with dynamic batch and length; returns its path.
+
+    Where the exporter fixes the length all the same (measured: a GRU position head with pair
+    input), the graph is exported again for one sequence of `max_length` positions, and the
+    ONNX backend pads to it as the TFLite one does (config.yaml records the length).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    graph = out_dir / ONNX_FILE
+    _onnx(model, _example(model, 2, 23), graph, dynamic=True)  # odd: even lengths specialise more
+    if _dynamic(graph):
+        _write_folder(model, assets, out_dir, onnx=ONNX_FILE)
+        return graph
+    logging.getLogger("squeezer").warning(
+        "the ONNX exporter fixed the sequence length for this model: exported for one sequence "
+        "of up to %d positions (--max-length), padded",
+        max_length,
+    )
+    _onnx(model, _example(model, 1, max_length), graph, dynamic=False)
+    _write_folder(model, assets, out_dir, onnx={"file": ONNX_FILE, "max_length": max_length})
     return graph
 
 

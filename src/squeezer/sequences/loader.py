@@ -166,7 +166,9 @@ def _empty(skipped: list[tuple[str, str]]) -> SequenceBatch:
 def sequence_loader(
     reader: BatchReader, sampler: LengthSampler, num_workers: int = 0, preemptible: bool = False
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over the sampler's batches (one `SequenceBatch` per item)."""
+    """A DataLoader over the sampler's batches (one `SequenceBatch` per item). Its own
+    generator (seeded from the reader's seed) keeps each new iterator from drawing from the
+    global generator that dropout uses: a resumed run starts an iterator mid-epoch."""
     return torch.utils.data.DataLoader(
         reader,
         sampler=sampler,
@@ -174,4 +176,5 @@ def sequence_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         worker_init_fn=leave_signals_to_the_main_process if preemptible else None,
+        generator=torch.Generator().manual_seed(reader.seed),
     )

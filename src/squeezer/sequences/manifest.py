@@ -61,8 +61,9 @@ class SequenceArrays:
     pair: np.ndarray | None
 
 
-def read_sequences(path: str | Path, task: TaskKind) -> list[SequenceRecord]:
-    """Every record of a `.jsonl` or `.parquet` manifest for `task`, structure checked."""
+def read_sequences(path: str | Path, task: TaskKind, answers: bool = True) -> list[SequenceRecord]:
+    """Every record of a `.jsonl` or `.parquet` manifest for `task`, structure checked; with
+    `answers` False (prediction) a record may leave its answer out."""
     path = Path(path)
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not one of {', '.join(TASKS)}")
@@ -74,7 +75,7 @@ def read_sequences(path: str | Path, task: TaskKind) -> list[SequenceRecord]:
         rows = _jsonl_rows(path)
     else:
         raise ValueError(f"{path}: a sequence manifest is a .jsonl or .parquet file")
-    records = [_record(row, where, path.parent, task) for where, row in rows]
+    records = [_record(row, where, path.parent, task, answers) for where, row in rows]
     if not records:
         raise ValueError(f"{path}: no sequences")
     return records
@@ -116,13 +117,15 @@ def _parquet_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(f"{path}:row {index}", row) for index, row in enumerate(table.to_pylist())]
 
 
-def _record(row: dict[str, Any], where: str, base: Path, task: TaskKind) -> SequenceRecord:
+def _record(
+    row: dict[str, Any], where: str, base: Path, task: TaskKind, answers: bool = True
+) -> SequenceRecord:
     unknown = sorted(set(row) - KNOWN_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
     answer = {"ctc": ("text",), "classify": ("label", "soft_label"), "regress": ("targets",)}[task]
     given = [key for key in answer if row.get(key) is not None]
-    if len(given) != 1:
+    if len(given) > 1 or (answers and not given):
         raise ValueError(f"{where}: a {task} sequence needs exactly one of {', '.join(answer)}")
     text = _string(row, "text", where)
     label = _string(row, "label", where)

@@ -89,6 +89,9 @@ class SequenceModel(nn.Module):
             raise ValueError(f"outputs={outputs} must be positive")
         if task == "regress" and config.subsampling != "none":
             raise ValueError("a regress model predicts per input position: subsampling=none")
+        if pair_channels and config.subsampling != "none":
+            # the bias is one value per pair of input positions; the blocks see subsampled ones
+            raise ValueError("pair matrices need encoder.subsampling=none")
         head = head or HeadConfig()
         self.task, self.config, self.outputs, self.head_config = task, config, outputs, head
         self.pair_channels = pair_channels
