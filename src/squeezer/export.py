@@ -21,10 +21,8 @@ MODEL is a model directory or a `.nemo` file. DIR then holds
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from squeezer.model import CONFIG_FILE, AsrModel, model_settings
+from squeezer.nn.tracing import quiet
 
 __all__ = [
     "FRONTEND_FILE",
@@ -117,22 +116,6 @@ def sherpa_tokens(tokens: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the exporter's and quantiser's progress prints, logs and warnings.
-
-    They report on torch and onnxscript internals (hundreds of lines per export), which is not
-    the user's news; errors still raise.
-    """
-    logging.disable(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-@contextlib.contextmanager
 def _replaced_atomically(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; once written, it replaces `path` in one step."""
     temporary = path.with_name(f".{path.name}.tmp")
@@ -146,7 +129,7 @@ def _trace(model: AsrModel, path: Path) -> None:
     example = torch.zeros(len(EXAMPLE_FRAMES), features, max(EXAMPLE_FRAMES))
     lengths = torch.tensor(EXAMPLE_FRAMES)
     batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=2)
-    with _quiet():
+    with quiet():
         program = torch.onnx.export(
             NemoLayoutCtc(model).eval(), (example, lengths), dynamo=True,
             input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, opset_version=OPSET,
@@ -170,7 +153,7 @@ def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
 
 def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime dynamic quantisation: int8 weights of MatMul/Gemm (linear) and Conv."""
-    with _replaced_atomically(target) as temporary, _quiet():  # it advises "pre-processing"
+    with _replaced_atomically(target) as temporary, quiet():  # it advises "pre-processing"
         _quantize(source, temporary)
 
 

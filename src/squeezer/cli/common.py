@@ -74,3 +74,27 @@ def load_for_inference(args: argparse.Namespace):
     if args.device != "cpu":
         raise ValueError(f"--backend {args.backend} runs on the CPU, not --device {args.device}")
     return load_onnx_model(args.model, int8=args.backend == "onnx-int8")
+
+
+def run_training(args: argparse.Namespace, fit: Callable[[], Path]) -> int:
+    """Run `fit` (a training run) for `squeezer train`: print the model directory, or after a
+    preemption (SIGTERM/SIGUSR1, checkpoint written) the command that resumes it. Under
+    torchrun only rank 0 speaks."""
+    import os
+
+    from squeezer.training.preemption import Preempted
+
+    main_rank = os.environ.get("RANK", "0") == "0"
+    try:
+        model_dir = fit()
+    except Preempted as stop:
+        if main_rank:
+            again = ["squeezer", "train", str(args.recipe), "--out", str(args.out), "--resume"]
+            again += [item for override in args.set for item in ("--set", override)]
+            print(f"squeezer train: {stop.signal_name}: stopped at step {stop.step} after "
+                  f"writing {stop.checkpoint}; resume with: {shlex.join(again)}",
+                  file=sys.stderr)  # fmt: skip
+        return 0
+    if main_rank:
+        print(model_dir)
+    return 0

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import sys
 from pathlib import Path
 
-from squeezer.cli.common import log
+from squeezer.cli.common import log, run_training
 
 SEQUENCE_BACKENDS = ("torch", "onnx", "tflite")
 
@@ -35,26 +33,12 @@ def train(args: argparse.Namespace) -> int:
     """`squeezer train` for a recipe with `task:`."""
     from squeezer.sequences.recipe import load_sequence_recipe
     from squeezer.sequences.training import train_sequences
-    from squeezer.training.preemption import Preempted
 
     if args.init is not None:
         raise ValueError(f"{args.recipe}: --init is for speech models; a sequence task trains "
                          "from scratch")  # fmt: skip
     config = load_sequence_recipe(args.recipe, args.set)
-    main_rank = os.environ.get("RANK", "0") == "0"
-    try:
-        model_dir = train_sequences(config, args.out, resume=args.resume)
-    except Preempted as stop:
-        if main_rank:
-            again = ["squeezer", "train", str(args.recipe), "--out", str(args.out), "--resume"]
-            again += [item for override in args.set for item in ("--set", override)]
-            print(f"squeezer train: {stop.signal_name}: stopped at step {stop.step} after "
-                  f"writing {stop.checkpoint}; resume with: {shlex.join(again)}",
-                  file=sys.stderr)  # fmt: skip
-        return 0
-    if main_rank:
-        print(model_dir)
-    return 0
+    return run_training(args, lambda: train_sequences(config, args.out, resume=args.resume))
 
 
 def _backend(args: argparse.Namespace):

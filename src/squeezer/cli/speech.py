@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import sys
 from pathlib import Path
 
 from squeezer.cli import sequences
-from squeezer.cli.common import BACKEND_OPTIONS, load_for_inference, log
+from squeezer.cli.common import BACKEND_OPTIONS, load_for_inference, log, run_training
 
 
 def _add_prepare(verbs: argparse._SubParsersAction) -> None:
@@ -90,26 +88,12 @@ def _train(args: argparse.Namespace) -> int:
     """Train a CTC model from a recipe, from scratch or fine-tuning a model (--init)."""
     from squeezer.sequences.recipe import is_sequence_recipe
     from squeezer.training import train
-    from squeezer.training.preemption import Preempted
     from squeezer.training.recipe import load_recipe
 
     if is_sequence_recipe(args.recipe):
         return sequences.train(args)
     config = load_recipe(args.recipe, args.set, init=args.init)
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, say things once
-    try:
-        model_dir = train(config, args.out, resume=args.resume)
-    except Preempted as stop:
-        if main_rank:
-            again = ["squeezer", "train", str(args.recipe), "--out", str(args.out), "--resume"]
-            again += [item for override in args.set for item in ("--set", override)]
-            print(f"squeezer train: {stop.signal_name}: stopped at step {stop.step} after "
-                  f"writing {stop.checkpoint}; resume with: {shlex.join(again)}",
-                  file=sys.stderr)  # fmt: skip
-        return 0
-    if main_rank:
-        print(model_dir)
-    return 0
+    return run_training(args, lambda: train(config, args.out, resume=args.resume))
 
 
 def _add_recipes(verbs: argparse._SubParsersAction) -> None:

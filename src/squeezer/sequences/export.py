@@ -17,18 +17,15 @@ the padding invisible (the backend slices the outputs back to the real length).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import yaml
 from torch import nn
 
+from squeezer.nn.tracing import quiet
 from squeezer.sequences.model import CONFIG_FILE, SequenceAssets, SequenceModel, settings
 
 __all__ = ["ONNX_FILE", "TFLITE_FILE", "export_onnx", "export_tflite"]
@@ -48,18 +45,6 @@ class _Graph(nn.Module):
     def forward(self, features, lengths, pair=None):
         values, out_lengths = self.model(features, lengths, pair)
         return values, out_lengths
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The converters' progress prints and warnings are about their internals, not the user's."""
-    logging.disable(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def _example(model: SequenceModel, batch: int, length: int) -> tuple[torch.Tensor, ...]:
@@ -105,7 +90,7 @@ def _onnx(model: SequenceModel, example: tuple, graph: Path, dynamic: bool) -> N
     batch, time = torch.export.Dim("batch", min=1), torch.export.Dim("time", min=2)
     shapes = [{0: batch, 1: time}, {0: batch}, {0: batch, 2: time, 3: time}][: len(example)]
     names = ["features", "lengths", "pair"][: len(example)]
-    with _quiet():
+    with quiet():
         program = torch.onnx.export(_Graph(model), example, dynamo=True, input_names=names,
                                     output_names=["values", "out_lengths"],
                                     dynamic_shapes=tuple(shapes) if dynamic else None,
@@ -160,7 +145,7 @@ def export_tflite(
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     example = _example(model, 1, max_length)
-    with _quiet():
+    with quiet():
         edge = litert_torch.convert(_Graph(model), example)
         graph = out_dir / TFLITE_FILE
         temporary = graph.with_name(f".{graph.name}.tmp")
