@@ -52,12 +52,17 @@ class HeadConfig:
     pair_hidden: int = 32  # PairBias, used when the data has pair matrices
     pair_kernel: int = 7
     pair_layers: int = 2
+    # PairBias's learning rate as a multiple of optim.peak_lr (schedule alike): its bias must
+    # grow to about log T before attention follows it, which takes thousands of steps at the
+    # encoder's rate (docs/sequences.md measured 20 x reaching it within 200 steps)
+    pair_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check("head", self, "gru_hidden", _positive, ">= 1")
         _check("head", self, "pair_hidden", _positive, ">= 1")
         _check("head", self, "pair_layers", _positive, ">= 1")
         _check("head", self, "pair_kernel", lambda v: v >= 1 and v % 2 == 1, "odd and >= 1")
+        _check("head", self, "pair_lr_scale", _positive, "> 0")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from squeezer.sequences.recipe import SequenceTrainConfig
 from squeezer.training.checkpoints import Checkpoint
 from squeezer.training.distributed import barrier
 from squeezer.training.loop import Trainer
+from squeezer.training.schedule import build_schedule
 
 __all__ = ["SequenceTrainer", "train_sequences"]
 
@@ -148,6 +149,18 @@ class SequenceTrainer(Trainer):
                     continue
 
         return FeatureStats.fit(arrays())
+
+    def _build_optimizer(self) -> None:
+        """AdamW as the speech loop's, with PairBias at `head.pair_lr_scale` x the rate."""
+        optim, scale = self.config.optim, self.config.head.pair_lr_scale
+        pair = [] if self.model.pair_bias is None else list(self.model.pair_bias.parameters())
+        rest = [p for p in self.model.parameters() if all(p is not q for q in pair)]
+        groups = [{"params": rest}]
+        if pair:
+            groups.append({"params": pair, "lr": optim.peak_lr * scale})
+        self.optimizer = torch.optim.AdamW(groups, lr=optim.peak_lr, betas=optim.betas,
+                                           weight_decay=optim.weight_decay)  # fmt: skip
+        self.scheduler = build_schedule(optim, self.config.run.max_steps).scheduler(self.optimizer)
 
     def _settings(self) -> dict[str, Any]:
         return settings(self.model, self.tokenizer)

@@ -1,0 +1,315 @@
+"""The measurements of docs/sequences.md for sequence tasks from files, through the CLI as a
+user runs it: data written as files, `squeezer train`, `evaluate`, `export`, `predict`.
+
+    python tools/sequence_benchmarks.py pair --out docs/sequences/pair_cli.json
+    python tools/sequence_benchmarks.py pen --out docs/sequences/pen_ctc.json
+    python tools/sequence_benchmarks.py uea --out docs/sequences/uea.json
+    .venv-tflite/bin/python tools/sequence_benchmarks.py export --out docs/sequences/export.json
+
+Data and runs go under --work (/tmp/seqbench by default). `export` reads the models the other
+three trained (run them first) and needs the tflite extra (`make test-tflite` builds that
+venv). Each writes its JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from squeezer.cli import main as squeezer
+from squeezer.sequences import pen_task
+from squeezer.sequences.pair_task import pair_task_batch
+from squeezer.sequences.ts_format import read_ts
+
+
+def _run(*argv: str) -> None:
+    code = squeezer([*argv])
+    if code != 0:
+        raise SystemExit(f"squeezer {' '.join(argv)} exited {code}")
+
+
+def _metrics(model: Path, manifest: Path) -> dict:
+    out = model.parent / "eval" / manifest.stem
+    _run("evaluate", str(model), str(manifest), "--out", str(out))
+    return json.loads((out / "summary.json").read_text())["metrics"]
+
+
+def _recipe(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def _train(recipe: Path, run: Path) -> tuple[Path, float]:
+    start = time.perf_counter()
+    _run("train", str(recipe), "--out", str(run))
+    return run / "model", (time.perf_counter() - start) / 60
+
+
+# -- pair: the known-answer task of docs/sequences.md, from files --------------------------------
+
+
+def _pair_split(root: Path, split: str, count: int, lengths: tuple[int, int], seed: int) -> None:
+    """`split.jsonl` with pair matrices and `split-nopair.jsonl` with the same sequences."""
+    generator = torch.Generator().manual_seed(seed)
+    (root / split).mkdir(parents=True, exist_ok=True)
+    with_pair, without = [], []
+    for index in range(count):
+        batch = pair_task_batch(1, *lengths, generator)
+        n = int(batch.lengths[0])
+        stem = f"{split}/{index:05d}"
+        np.save(root / f"{stem}.npy", batch.features[0, :n].numpy())
+        np.save(root / f"{stem}_t.npy", batch.targets[0, :n].numpy())
+        np.save(root / f"{stem}_p.npy", batch.pair[0, :n, :n].numpy())
+        line = {"id": f"{split}{index}", "features": f"{stem}.npy", "targets": f"{stem}_t.npy"}
+        without.append(line)
+        with_pair.append({**line, "pair": f"{stem}_p.npy"})
+    for name, lines in ((split, with_pair), (f"{split}-nopair", without)):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def pair(args: argparse.Namespace) -> dict:
+    root = args.work / "pair"
+    if not (root / "test-long.jsonl").is_file():
+        _pair_split(root, "train", 4000, (20, 200), seed=1)
+        _pair_split(root, "dev", 128, (20, 200), seed=2)
+        _pair_split(root, "test", 256, (20, 200), seed=3)
+        _pair_split(root, "test-long", 128, (200, 450), seed=4)
+    results = []
+    for use_pair in (False, True):
+        suffix = "" if use_pair else "-nopair"
+        recipe = _recipe(root / f"recipe{suffix}.yaml", {
+            "task": "regress",
+            "encoder": dict(d_model=64, num_layers=4, num_heads=4, conv_kernel_size=17,
+                            subsampling="none", time_reduce_idx=None, time_recover_idx=None,
+                            position="relative", dropout=0.0, attention_dropout=0.0),
+            "head": dict(pair_hidden=16, pair_kernel=7, pair_lr_scale=20.0),
+            "data": {"train": f"train{suffix}.jsonl", "dev": f"dev{suffix}.jsonl",
+                     "max_positions": 16 * 200, "normalize": False},
+            "optim": dict(peak_lr=2e-3, warmup_steps=60, schedule="cosine", min_lr=0.0,
+                          weight_decay=0.01),
+            "run": dict(max_steps=args.steps, checkpoint_every=args.steps, epochs=1000,
+                        log_every=50),
+        })  # fmt: skip
+        model, minutes = _train(recipe, args.work / "runs" / f"pair{suffix}")
+        row = {"pair": use_pair, "steps": args.steps, "train_minutes": round(minutes, 2)}
+        for split in ("test", "test-long"):
+            row[split] = _metrics(model, root / f"{split}{suffix}.jsonl")
+        results.append(row)
+    return {"task": "pair", "command": " ".join(sys.argv), "results": results}
+
+
+# -- pen: CTC on generated pen trajectories, writers disjoint between splits ---------------------
+
+
+def pen(args: argparse.Namespace) -> dict:
+    root = args.work / "pen"
+    if not (root / "test.jsonl").is_file():
+        pen_task.write_split(root, "train", 4000, range(0, 60), seed=1)
+        pen_task.write_split(root, "dev", 300, range(100, 110), seed=2)
+        pen_task.write_split(root, "test", 500, range(200, 220), seed=3)
+    recipe = _recipe(root / "recipe.yaml", {
+        "task": "ctc",
+        "encoder": dict(d_model=96, num_layers=6, num_heads=4, conv_kernel_size=15,
+                        subsampling="depthwise", subsampling_factor=2, time_reduce_idx=2,
+                        time_recover_idx=5, dropout=0.1, attention_dropout=0.1),
+        "data": {"train": "train.jsonl", "dev": "dev.jsonl", "max_positions": 8192},
+        "augment": dict(stretch=[0.85, 1.15], time_masks=1, time_mask_fraction=0.05),
+        "optim": dict(peak_lr=2e-3, warmup_steps=200, schedule="cosine", min_lr=1e-5,
+                      weight_decay=0.01),
+        "run": dict(max_steps=args.steps, checkpoint_every=max(args.steps // 4, 1), epochs=1000,
+                    log_every=50),
+    })  # fmt: skip
+    model, minutes = _train(recipe, args.work / "runs" / "pen")
+    return {"task": "pen", "command": " ".join(sys.argv), "steps": args.steps,
+            "train_minutes": round(minutes, 2),
+            "test": _metrics(model, root / "test.jsonl"),
+            "dev": _metrics(model, root / "dev.jsonl")}  # fmt: skip
+
+
+# -- uea: the UCR/UEA sets the aeon and sktime wheels ship ----------------------------------------
+
+UEA = ["JapaneseVowels", "BasicMotions", "ACSF1", "ArrowHead", "GunPoint", "ItalyPowerDemand",
+       "OSULeaf", "PickupGestureWiimoteZ", "PLAID"]  # fmt: skip
+
+
+def _ts_files(wheels: Path, name: str) -> tuple[str, str, zipfile.ZipFile]:
+    for wheel in sorted(wheels.glob("*.whl")):
+        archive = zipfile.ZipFile(wheel)
+        names = archive.namelist()
+        train = [n for n in names if n.endswith(f"/{name}/{name}_TRAIN.ts")]
+        test = [n for n in names if n.endswith(f"/{name}/{name}_TEST.ts")]
+        if train and test:
+            return train[0], test[0], archive
+    raise SystemExit(f"{name}: no _TRAIN.ts/_TEST.ts in the wheels of {wheels}")
+
+
+def _uea_manifests(wheels: Path, root: Path, name: str, seed: int) -> None:
+    """train.jsonl (all of TRAIN), fit.jsonl + valid.jsonl (a stratified 80/20 of TRAIN),
+    test.jsonl (TEST)."""
+    train_name, test_name, archive = _ts_files(wheels, name)
+    root.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, member in (("train", train_name), ("test", test_name)):
+        path = root / f"{split}.ts"
+        path.write_bytes(archive.read(member))
+        _, series = read_ts(path)
+        (root / split).mkdir(exist_ok=True)
+        lines = []
+        for index, item in enumerate(series):
+            stem = f"{split}/{index:05d}.npy"
+            np.save(root / stem, item.values)
+            lines.append({"id": f"{split}{index}", "features": stem, "label": item.label})
+        splits[split] = lines
+    rng = np.random.default_rng(seed)
+    fit, valid = [], []
+    for label in sorted({line["label"] for line in splits["train"]}):
+        members = [line for line in splits["train"] if line["label"] == label]
+        rng.shuffle(members)
+        cut = max(1, round(0.2 * len(members))) if len(members) > 1 else 0
+        valid += members[:cut]
+        fit += members[cut:]
+    for split, lines in (("train", splits["train"]), ("fit", fit), ("valid", valid),
+                         ("test", splits["test"])):  # fmt: skip
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+CANDIDATES = {  # chosen between on the validation split, per dataset
+    "small": dict(d_model=64, num_layers=4, num_heads=4, conv_kernel_size=9, time_reduce_idx=1,
+                  time_recover_idx=3),
+    "wide-kernel": dict(d_model=64, num_layers=4, num_heads=4, conv_kernel_size=31,
+                        time_reduce_idx=1, time_recover_idx=3),
+}  # fmt: skip
+
+
+def _uea_recipe(root: Path, train: str, dev: str | None, encoder: dict, steps: int,
+                longest: int) -> Path:  # fmt: skip
+    stride = 1 if longest <= 512 else 4  # long series (ACSF1, PLAID): subsample 4x
+    data = {"train": f"{train}.jsonl", "max_positions": 16 * max(longest, 32), "nan_to": 0.0}
+    if dev:
+        data["dev"] = f"{dev}.jsonl"
+    return _recipe(root / f"recipe-{train}.yaml", {
+        "task": "classify",
+        "encoder": dict(encoder, subsampling="none" if stride == 1 else "depthwise",
+                        subsampling_factor=4, dropout=0.1, attention_dropout=0.1),
+        "head": {"pooling": "mean"},
+        "data": data,
+        "augment": dict(time_masks=1, time_mask_fraction=0.1, noise_std=0.05, mixup_alpha=0.2),
+        "optim": dict(peak_lr=2e-3, warmup_steps=max(steps // 10, 1), schedule="cosine",
+                      min_lr=1e-5, weight_decay=0.05),
+        "run": dict(max_steps=steps, checkpoint_every=steps, epochs=100000, log_every=100),
+    })  # fmt: skip
+
+
+def uea(args: argparse.Namespace) -> dict:
+    results = []
+    for name in args.datasets or UEA:
+        root = args.work / "uea" / name
+        if not (root / "test.jsonl").is_file():
+            _uea_manifests(args.wheels, root, name, seed=0)
+        longest = max(np.load(p, mmap_mode="r").shape[0] for p in (root / "train").glob("*.npy"))
+        start = time.perf_counter()
+        chosen = {}
+        for candidate, encoder in CANDIDATES.items():
+            recipe = _uea_recipe(root, "fit", None, encoder, args.steps, longest)
+            model, _ = _train(recipe, args.work / "runs" / "uea" / name / candidate)
+            chosen[candidate] = _metrics(model, root / "valid.jsonl")["accuracy"]
+        best = max(chosen, key=chosen.get)
+        recipe = _uea_recipe(root, "train", None, CANDIDATES[best], args.steps, longest)
+        model, _ = _train(recipe, args.work / "runs" / "uea" / name / f"final-{best}")
+        test = _metrics(model, root / "test.jsonl")
+        results.append({"dataset": name, "valid_accuracy": chosen, "chosen": best,
+                         "test_accuracy": test["accuracy"], "test_log_loss": test["log_loss"],
+                         "longest": longest,
+                         "minutes": round((time.perf_counter() - start) / 60, 2)})  # fmt: skip
+        print(json.dumps(results[-1]), flush=True)
+    return {"task": "uea", "command": " ".join(sys.argv), "steps": args.steps, "results": results}
+
+
+# -- export: sizes, batch-1 latency and parity of the trained models -----------------------------
+
+
+def export(args: argparse.Namespace) -> dict:
+    from squeezer.sequences.backends import load_backend
+    from squeezer.sequences.evaluate import run_model
+    from squeezer.sequences.manifest import read_sequences
+
+    runs = args.work / "runs"
+    cases = [("pair", runs / "pair" / "model", args.work / "pair" / "test.jsonl"),
+             ("pen", runs / "pen" / "model", args.work / "pen" / "test.jsonl")]  # fmt: skip
+    uea_runs = sorted((args.work / "runs" / "uea" / "JapaneseVowels").glob("final-*/model"))
+    if uea_runs:
+        cases.append(("JapaneseVowels", uea_runs[0],
+                      args.work / "uea" / "JapaneseVowels" / "test.jsonl"))  # fmt: skip
+    rows = []
+    for name, model, manifest in cases:
+        if not model.is_dir():
+            print(f"{name}: no trained model at {model}, skipped", file=sys.stderr)
+            continue
+        task = yaml.safe_load((model / "config.yaml").read_text())["task"]
+        records = read_sequences(manifest, task)
+        longest = max(np.load(r.features, mmap_mode="r").shape[0] for r in records)
+        folder = model.parent / "export"
+        _run("export", str(model), "--out", str(folder), "--tflite", "--max-length", str(longest))
+        reference = {}
+        row = {"task": name, "max_length": longest, "sequences": len(records)}
+        for backend in ("torch", "onnx", "tflite"):
+            loaded = load_backend(model if backend == "torch" else folder, backend, threads=1)
+            outputs, worst, times = {}, 0.0, []
+            for record in records[: args.latency_sequences]:
+                for _ in range(3):
+                    start = time.perf_counter()
+                    (output,) = list(run_model(loaded.run, loaded.task, loaded.assets, [record]))
+                    times.append(time.perf_counter() - start)
+            for output in run_model(loaded.run, loaded.task, loaded.assets, records):
+                for i, sequence_id in enumerate(output.batch.ids):
+                    n = int(output.lengths[i])
+                    value = output.values[i]
+                    outputs[sequence_id] = value if value.dim() == 1 else value[:n]
+            if backend == "torch":
+                reference = outputs
+            else:
+                worst = max(float((outputs[k] - reference[k]).abs().max()) for k in reference)
+            graph = {"torch": model / "model.safetensors", "onnx": folder / "model.onnx",
+                     "tflite": folder / "model.tflite"}[backend]  # fmt: skip
+            row[backend] = {"file_mb": round(graph.stat().st_size / 2**20, 2),
+                            "latency_ms_median": round(1000 * statistics.median(times), 2),
+                            "latency_ms_max": round(1000 * max(times), 2),
+                            "max_abs_diff_vs_torch": worst}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"task": "export", "command": " ".join(sys.argv), "threads": 1, "results": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["pair", "pen", "uea", "export"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/seqbench"))
+    parser.add_argument("--out", type=Path, required=True, help="JSON results")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--wheels", type=Path, default=Path("/tmp/aeon"),
+                        help="folder with the aeon 1.6.0 and sktime 1.2.0 wheels "
+                             "(pip download --no-deps aeon==1.6.0 sktime==1.2.0)")  # fmt: skip
+    parser.add_argument("--datasets", nargs="*", help="uea: these only")
+    parser.add_argument("--latency-sequences", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    result = {"pair": pair, "pen": pen, "uea": uea, "export": export}[args.what](args)
+    result["date"] = time.strftime("%Y-%m-%d")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
