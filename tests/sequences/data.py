@@ -18,7 +18,8 @@ def write_split(
 
     classify: the class shifts feature 0 by 2 standard deviations (separable); regress: the
     targets are running sums of features 1 and 2, one unknown (NaN); ctc: "a" or "ab" by the
-    same shift. With `pair`, a (T, T) matrix per sequence.
+    same shift; value: the mean of feature 0 and the spread of feature 1. With `pair`, a (T, T)
+    matrix per sequence.
     """
     rng = np.random.default_rng(seed)
     folder = root / "seq"
@@ -35,6 +36,8 @@ def write_split(
             line["label"] = CLASSES[label]
         elif task == "ctc":
             line["text"] = "ab"[: 1 + label % 2]
+        elif task == "value":
+            line["value"] = [float(x[:, 0].mean()), float(x[:, 1].std())]
         else:
             y = np.cumsum(x[:, 1:3], axis=0).astype(np.float32)
             y[0, 1] = np.nan

@@ -17,7 +17,7 @@ from tests.sequences.data import CLASSES, FEATURES, write_split
 from tests.sequences.test_model import _assets, _model
 
 TOLERANCE = 1e-4  # fp32 reorderings of sums of O(1) terms give ~1e-6 (measured: 2e-6)
-CASES = [("classify", 0), ("classify", 1), ("regress", 0), ("regress", 1), ("ctc", 0)]
+CASES = [("classify", 0), ("classify", 1), ("regress", 0), ("regress", 1), ("ctc", 0), ("value", 0)]
 
 
 def _saved(task: str, pair_channels: int, tmp_path):

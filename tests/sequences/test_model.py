@@ -28,7 +28,11 @@ def _model(task: str, pair_channels: int = 0) -> SequenceModel:
     config = CONFIG if task != "ctc" else CONFIG.replace(subsampling="depthwise",
                                                          subsampling_factor=2)  # fmt: skip
     head = HeadConfig(gru_hidden=8 if task == "regress" else None, pair_hidden=4, pair_kernel=3)
-    return SequenceModel(task, config, 3, head, pair_channels).eval()
+    model = SequenceModel(task, config, 3, head, pair_channels).eval()
+    if task == "value":  # a scale of its own, so that a round trip that lost it would show
+        model.target_mean.copy_(torch.tensor([1.0, -2.0, 0.5]))
+        model.target_std.copy_(torch.tensor([3.0, 0.1, 1.0]))
+    return model
 
 
 def _assets(task: str) -> SequenceAssets:
@@ -54,14 +58,15 @@ def test_outputs_do_not_depend_on_padding(task, pair_channels):
     alone, alone_lengths = model(x[1:, :14], lengths[1:], alone_pair)
     assert int(out_lengths[1]) == int(alone_lengths[0])
     n = int(alone_lengths[0])
-    expected = {"classify": (2, 3), "regress": (2, 23, 3), "ctc": (2, 12, 4)}[task]
+    expected = {"classify": (2, 3), "regress": (2, 23, 3), "ctc": (2, 12, 4), "value": (2, 3)}[task]
     assert tuple(values.shape) == expected
-    got = values[1] if task == "classify" else values[1, :n]
-    want = alone[0] if task == "classify" else alone[0, :n]
+    pooled = task in ("classify", "value")
+    got = values[1] if pooled else values[1, :n]
+    want = alone[0] if pooled else alone[0, :n]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("task", ["classify", "regress", "ctc"])
+@pytest.mark.parametrize("task", ["classify", "regress", "ctc", "value"])
 def test_a_saved_model_loads_with_the_same_outputs(task, tmp_path):
     model = _model(task, 1 if task != "ctc" else 0)
     save_sequence_model(model, _assets(task), tmp_path / "m")

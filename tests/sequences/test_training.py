@@ -19,13 +19,13 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("task", ["classify", "regress", "ctc"])
+@pytest.mark.parametrize("task", ["classify", "regress", "ctc", "value"])
 def test_each_task_trains_evaluates_and_predicts_from_the_cli(task, tmp_path, capsys):
     recipe = write_recipe(tmp_path, task)
     run = tmp_path / "run"
     assert main(["train", str(recipe), "--out", str(run)]) == 0
     model = run / "model"
-    vocabulary = {"classify": "labels.json", "ctc": "characters.json", "regress": None}[task]
+    vocabulary = {"classify": "labels.json", "ctc": "characters.json"}.get(task)
     assert (model / "feature_stats.json").is_file()
     assert vocabulary is None or (model / vocabulary).is_file()
     dev = [m for m in _metrics(run) if any(k.startswith("dev_") for k in m)]
@@ -33,7 +33,8 @@ def test_each_task_trains_evaluates_and_predicts_from_the_cli(task, tmp_path, ca
     manifest = tmp_path / f"{task}_dev.jsonl"
     assert main(["evaluate", str(model), str(manifest)]) == 0
     summary = json.loads((model / "eval" / f"{task}_dev" / "summary.json").read_text())
-    expected = {"classify": "accuracy", "regress": "mae_1", "ctc": "normalized_levenshtein"}
+    expected = {"classify": "accuracy", "regress": "mae_1", "ctc": "normalized_levenshtein",
+                "value": "rmse"}  # fmt: skip
     assert expected[task] in summary["metrics"] and summary["sequences"] == 12
     out = tmp_path / "preds.csv"
     assert main(["predict", str(model), str(manifest), "--out", str(out)]) == 0
@@ -52,6 +53,17 @@ def test_classification_learns_the_separable_task(tmp_path):
     assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 0
     dev = [m for m in _metrics(tmp_path / "run") if "dev_accuracy" in m]
     assert dev[-1]["dev_accuracy"] >= 0.75
+
+
+def test_values_are_learned_in_the_datas_units(tmp_path):
+    """The model answers in the targets' own scale (mean 2 x class, spread 1): after training
+    its RMSE on the class mean is well under the targets' spread (predicting the mean)."""
+    recipe = write_recipe(tmp_path, "value", steps=60, run={"checkpoint_every": 60})
+    assert main(["train", str(recipe), "--out", str(tmp_path / "run")]) == 0
+    dev = [m for m in _metrics(tmp_path / "run") if "dev_rmse" in m][-1]
+    values = [json.loads(line)["value"][0] for line in
+              (tmp_path / "value_dev.jsonl").read_text().splitlines()]  # fmt: skip
+    assert dev["dev_mae_0"] < 0.5 * np.std(values)
 
 
 def _final_checkpoint(run):

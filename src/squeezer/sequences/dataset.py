@@ -156,15 +156,15 @@ class SequenceExample:
     weight: float
     tokens: torch.Tensor | None = None  # ctc: (S,) int64, 1..V
     label: int | tuple[float, ...] | None = None  # classify
-    targets: torch.Tensor | None = None  # regress: (T, K), NaN unknown
+    targets: torch.Tensor | None = None  # regress: (T, K), NaN unknown; value: (K,)
 
 
 @dataclass(frozen=True)
 class SequenceBatch:
     """Padded examples. features (B, T, F), zero past each length; lengths (B,); pair
     (B, C, T, T) or None; weights (B,); and the task's answer: tokens (B, S) with
-    token_lengths (B,), labels (B,) int64 or (B, classes) soft, or targets (B, T, K) with NaN
-    wherever unknown or padded."""
+    token_lengths (B,), labels (B,) int64 or (B, classes) soft, targets (B, T, K) with NaN
+    wherever unknown or padded (regress), or targets (B, K) (value)."""
 
     ids: list[str]
     features: torch.Tensor
@@ -256,8 +256,12 @@ class SequenceDataset(torch.utils.data.Dataset):
             example["tokens"] = torch.tensor(tokens, dtype=torch.int64)
         elif self.task == "classify":
             example["label"] = self.labels.encode(record)
-        else:
+        elif self.task == "regress":
             example["targets"] = torch.from_numpy(arrays.targets)
+        elif self.task == "value":
+            example["targets"] = torch.tensor(record.value, dtype=torch.float32)  # (K,)
+        else:
+            raise ValueError(f"task={self.task!r} is not one of ctc, classify, regress, value")
         return SequenceExample(**example)
 
 
@@ -282,6 +286,11 @@ def collate(examples: Sequence[SequenceExample]) -> SequenceBatch:
                                                           batch_first=True)  # fmt: skip
     elif first.label is not None:
         batch["labels"] = _labels([e.label for e in examples])
+    elif first.targets is not None and first.targets.dim() == 1:  # value: (K,) per sequence
+        widths = {e.targets.numel() for e in examples}
+        if len(widths) > 1:
+            raise ValueError(f"values of {sorted(widths)} numbers in one split")
+        batch["targets"] = torch.stack([e.targets for e in examples])  # (B, K)
     elif first.targets is not None:
         targets = torch.full((B, T, first.targets.size(1)), float("nan"))
         for row, example in enumerate(examples):

@@ -4,6 +4,7 @@
               Levenshtein, (N - D) / N over the whole split; greedy decoding
     classify  accuracy, log-loss (cross-entropy to the labels, soft labels included)
     regress   MAE per target and overall over the known (non-NaN) targets, and RMSE
+    value     the same over sequences
 
 `run_model` yields each batch's outputs from any backend that maps (features, lengths, pair)
 to (values, lengths) (`squeezer.sequences.backends`), so PyTorch, ONNX Runtime and LiteRT are
@@ -128,7 +129,7 @@ class Scores:
                 self.correct += int((values.argmax(-1) == labels.argmax(-1)).sum())
                 self.log_loss_sum += float(-(labels * log_probs).sum())
         else:
-            targets = batch.targets  # (B, T, K), NaN unknown or padded
+            targets = batch.targets  # (B, T, K) NaN unknown or padded; value: (B, K)
             known = ~torch.isnan(targets)
             error = torch.where(known, values - torch.nan_to_num(targets), 0.0).double()
             if not self.counts:

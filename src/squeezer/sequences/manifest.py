@@ -7,6 +7,7 @@ with array paths relative to the manifest's folder (as speech manifests have the
     {"features": "seq/0001.npy", "label": "walking"}                   classify
     {"features": "seq/0001.npy", "soft_label": [0.1, 0.9]}             classify, soft
     {"features": "seq/0001.npy", "targets": "seq/0001_targets.npy"}    regress (T x K, NaN unknown)
+    {"features": "seq/0001.npy", "value": 0.37}                        value (or [v1, ..., vK])
 
 Any line may add `"pair": "seq/0001_pair.npy"` ((T, T) or (C, T, T), fed to `PairBias`),
 `"weight": 2.0` (the sequence's weight in the loss) and `"id"`. A Parquet table (Kaggle ships
@@ -28,10 +29,10 @@ import numpy as np
 
 __all__ = ["SequenceArrays", "SequenceRecord", "TaskKind", "load_arrays", "read_sequences"]
 
-TaskKind = Literal["ctc", "classify", "regress"]
-TASKS = ("ctc", "classify", "regress")
+TaskKind = Literal["ctc", "classify", "regress", "value"]
+TASKS = ("ctc", "classify", "regress", "value")
 ARRAY_KEYS = ("features", "targets", "pair")
-KNOWN_KEYS = {"id", "features", "text", "label", "soft_label", "targets", "pair", "weight"}
+KNOWN_KEYS = {"id", "features", "text", "label", "soft_label", "targets", "value", "pair", "weight"}
 
 ArrayRef = Path | np.ndarray  # a .npy file, or an array read inline from Parquet
 
@@ -47,6 +48,7 @@ class SequenceRecord:
     label: str | None = None
     soft_label: tuple[float, ...] | None = None
     targets: ArrayRef | None = None
+    value: tuple[float, ...] | None = None  # task "value": K numbers for the whole sequence
     pair: ArrayRef | None = None
     weight: float = 1.0
 
@@ -123,7 +125,8 @@ def _record(
     unknown = sorted(set(row) - KNOWN_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
-    answer = {"ctc": ("text",), "classify": ("label", "soft_label"), "regress": ("targets",)}[task]
+    answer = {"ctc": ("text",), "classify": ("label", "soft_label"), "regress": ("targets",),
+              "value": ("value",)}[task]  # fmt: skip
     given = [key for key in answer if row.get(key) is not None]
     if len(given) > 1 or (answers and not given):
         raise ValueError(f"{where}: a {task} sequence needs exactly one of {', '.join(answer)}")
@@ -132,6 +135,9 @@ def _record(
     soft = row.get("soft_label")
     if soft is not None:
         soft = _soft_label(soft, where)
+    value = row.get("value")
+    if value is not None:
+        value = _value(value, where)
     weight = row.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(
         weight
@@ -145,6 +151,7 @@ def _record(
         label=label,
         soft_label=soft,
         targets=_array_ref(row, "targets", where, base),
+        value=value,
         pair=_array_ref(row, "pair", where, base),
         weight=float(weight),
     )
@@ -170,6 +177,16 @@ def _soft_label(value: Any, where: str) -> tuple[float, ...]:
     if abs(total - 1.0) > 1e-3:
         raise ValueError(f"{where}: soft_label sums to {total:.4g}, not 1")
     return tuple(float(p) for p in probabilities / total)
+
+
+def _value(value: Any, where: str) -> tuple[float, ...]:
+    """A sequence's target: a number, or a list of numbers, all finite."""
+    numbers = value if isinstance(value, list) else [value]
+    if not numbers or any(isinstance(v, bool) or not isinstance(v, int | float) for v in numbers):
+        raise ValueError(f"{where}: value must be a number or a list of numbers")
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"{where}: value must be finite")
+    return tuple(float(v) for v in numbers)
 
 
 def _array_ref(

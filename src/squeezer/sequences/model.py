@@ -3,6 +3,7 @@
     ctc       features (B, T, F) -> log-probabilities (B, T', V + 1), blank at 0
     classify  features (B, T, F) -> logits (B, C), pooled over the real positions
     regress   features (B, T, F) -> values (B, T, K), zero at padding (no subsampling)
+    value     features (B, T, F) -> values (B, K), pooled (extrinsic regression)
 
 With pair matrices (B, C, T, T), a `PairBias` CNN turns them into one attention bias per head,
 added in every block (the encoder pools it to the U-Net's half rate).
@@ -103,12 +104,17 @@ class SequenceModel(nn.Module):
         self.encoder = SequenceEncoder(config)
         if task == "ctc":
             self.head = CtcHead(config.d_model, outputs)
-        elif task == "classify":
+        elif task in ("classify", "value"):
             self.pool = MeanPool() if head.pooling == "mean" else GeMPool()
             self.dropout = Dropout(config.dropout)
             self.head = nn.Linear(config.d_model, outputs)
         else:
             self.head = PositionHead(config.d_model, outputs, gru_hidden=head.gru_hidden)
+        if task == "value":
+            # The training split's target mean and scale (set by the trainer, saved with the
+            # weights): the head learns standardised values, the model answers in the data's.
+            self.register_buffer("target_mean", torch.zeros(outputs))
+            self.register_buffer("target_std", torch.ones(outputs))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Encoder output positions for `lengths` input positions."""
@@ -129,9 +135,12 @@ class SequenceModel(nn.Module):
         encoded, out_lengths = self.encoder(features, lengths, attn_bias=bias)  # (B, T', D)
         if self.task == "ctc":
             return SequenceOutput(self.head(encoded), out_lengths)
-        if self.task == "classify":
+        if self.task in ("classify", "value"):
             pooled = self.pool(encoded, out_lengths)  # (B, D)
-            return SequenceOutput(self.head(self.dropout(pooled)).float(), out_lengths)
+            out = self.head(self.dropout(pooled)).float()  # (B, C) logits or (B, K) values
+            if self.task == "value":
+                out = out * self.target_std + self.target_mean
+            return SequenceOutput(out, out_lengths)
         return SequenceOutput(self.head(encoded, out_lengths).float(), out_lengths)
 
 

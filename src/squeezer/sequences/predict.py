@@ -3,6 +3,7 @@
     ctc       one row per sequence: id, text
     classify  one row per sequence: id, label, and p_<class> for every class
     regress   one row per position: id, position, and target_<k> for every target
+    value     one row per sequence: id, and value_<k> for every value
 
 Rows come in manifest order whatever the batching, and the table is written atomically (a
 temporary file renamed), so an interrupted run leaves no half table.
@@ -74,6 +75,8 @@ def _has_answer(record: SequenceRecord, task: str) -> bool:
         return record.text is not None
     if task == "classify":
         return record.label is not None or record.soft_label is not None
+    if task == "value":
+        return record.value is not None
     return record.targets is not None
 
 
@@ -87,6 +90,8 @@ def _rows(task, assets, output, row, sequence_id, texts) -> list[dict[str, Any]]
         best = max(range(len(names)), key=probabilities.__getitem__)
         columns = {f"p_{name}": p for name, p in zip(names, probabilities, strict=True)}
         return [{"id": sequence_id, "label": names[best], **columns}]
+    if task == "value":
+        return [{"id": sequence_id, **{f"value_{k}": float(v) for k, v in enumerate(values)}}]
     length = int(output.batch.lengths[row])
     return [{"id": sequence_id, "position": t,
              **{f"target_{k}": float(v) for k, v in enumerate(values[t].tolist())}}

@@ -121,11 +121,18 @@ class SequenceTrainer(Trainer):
         elif config.task == "classify":
             assets.labels = LabelMap.from_records(split.records[i] for i in usable)
             outputs = len(assets.labels)
-        else:
+        elif config.task == "regress":
             outputs = arrays.targets.shape[1]
+        else:
+            outputs = len(first.value)
         pair_channels = 0 if arrays.pair is None else arrays.pair.shape[0]
         model = SequenceModel(config.task, config.encoder_config(input_dim), outputs, config.head,
                               pair_channels)  # fmt: skip
+        if config.task == "value":
+            values = torch.tensor([split.records[i].value for i in usable], dtype=torch.float64)
+            std = values.std(0, unbiased=False)
+            model.target_mean.copy_(values.mean(0))
+            model.target_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         if self.dist.is_main:
             assets_dir.mkdir(parents=True, exist_ok=True)
             assets.save(assets_dir)
@@ -229,7 +236,8 @@ class SequenceTrainer(Trainer):
 
     def _loss(self, batch: SequenceBatch) -> torch.Tensor:
         values, lengths = self.ddp(batch.features, batch.lengths, batch.pair)
-        return task_loss(self.config.task, values, lengths, batch)
+        scale = self.model.target_std if self.config.task == "value" else None
+        return task_loss(self.config.task, values, lengths, batch, scale)
 
     def _evaluate_dev(self, trained_s: float) -> None:
         if self.dev_data is None:
@@ -261,10 +269,15 @@ def _augment_batch(batch: SequenceBatch, generator: torch.Generator, config, num
 
 
 def task_loss(
-    task: str, values: torch.Tensor, lengths: torch.Tensor, batch: SequenceBatch
+    task: str,
+    values: torch.Tensor,
+    lengths: torch.Tensor,
+    batch: SequenceBatch,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The task's loss, weighted by each sequence's `weight`: CTC per target token averaged
-    over sequences, cross-entropy (soft labels included), L1 over the known targets."""
+    over sequences, cross-entropy (soft labels included), L1 over the known targets (regress),
+    squared error over `scale` (value: the training targets' standard deviation)."""
     weights = batch.weights
     if task == "ctc":
         per_sequence = F.ctc_loss(values.float().transpose(0, 1), batch.tokens, lengths,
@@ -273,6 +286,9 @@ def task_loss(
         return (per_sequence * weights).sum() / weights.sum().clamp(min=1e-12)
     if task == "classify":
         return losses.classification_loss(values, batch.labels, weights=weights)
+    if task == "value":  # squared error in units of the training split's target scale
+        per_sequence = ((values - batch.targets) / scale).square().mean(-1)  # (B,)
+        return (per_sequence * weights).sum() / weights.sum().clamp(min=1e-12)
     return losses.position_regression_loss(values, batch.targets, lengths,
                                            sequence_weights=weights)  # fmt: skip
 
