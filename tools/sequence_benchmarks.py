@@ -50,7 +50,15 @@ def _recipe(path: Path, values: dict) -> Path:
     return path
 
 
+REUSE = False  # --reuse: a run whose model/ exists is not trained again
+
+
 def _train(recipe: Path, run: Path) -> tuple[Path, float]:
+    """The run's model and its training minutes (with --reuse and a finished run: the minutes
+    its metrics.jsonl recorded, which leave out start-up and dev scoring)."""
+    if REUSE and (run / "model").is_dir():
+        records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return run / "model", max(r.get("time_s", 0) for r in records) / 60
     start = time.perf_counter()
     _run("train", str(recipe), "--out", str(run))
     return run / "model", (time.perf_counter() - start) / 60
@@ -252,7 +260,7 @@ def uea(args: argparse.Namespace) -> dict:
 
 def export(args: argparse.Namespace) -> dict:
     from squeezer.sequences.backends import load_backend
-    from squeezer.sequences.evaluate import run_model
+    from squeezer.sequences.evaluate import greedy_tokens, run_model
     from squeezer.sequences.manifest import read_sequences
 
     runs = args.work / "runs"
@@ -291,6 +299,14 @@ def export(args: argparse.Namespace) -> dict:
                 reference = outputs
             else:
                 worst = max(float((outputs[k] - reference[k]).abs().max()) for k in reference)
+            if loaded.task == "ctc":  # the greedy transcripts, compared as text
+                texts = {k: loaded.assets.tokenizer.decode(greedy_tokens(v[None], torch.tensor(
+                    [v.size(0)]))[0]) for k, v in outputs.items()}  # fmt: skip
+                if backend == "torch":
+                    reference_texts = texts
+                row.setdefault("texts_differing", {})[backend] = sum(
+                    texts[k] != reference_texts[k] for k in texts
+                )
             graph = {"torch": model / "model.safetensors", "onnx": folder / "model.onnx",
                      "tflite": folder / "model.tflite"}[backend]  # fmt: skip
             row[backend] = {"file_mb": round(graph.stat().st_size / 2**20, 2),
@@ -313,7 +329,11 @@ def main() -> None:
                              "(pip download --no-deps aeon==1.6.0 sktime==1.2.0)")  # fmt: skip
     parser.add_argument("--datasets", nargs="*", help="uea: these only")
     parser.add_argument("--latency-sequences", type=int, default=20)
+    parser.add_argument("--reuse", action="store_true",
+                        help="score the runs under --work, not train them again")  # fmt: skip
     args = parser.parse_args()
+    global REUSE
+    REUSE = args.reuse
     torch.set_num_threads(2)
     result = {"pair": pair, "pen": pen, "uea": uea, "export": export}[args.what](args)
     result["date"] = time.strftime("%Y-%m-%d")

@@ -156,3 +156,24 @@ def test_predict_refuses_a_label_the_model_never_saw(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "run" / "model"), str(manifest)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"{manifest}:5" in err and "was not in training" in err
+
+
+def test_two_gloo_processes_train_a_sequence_task_in_sync(tmp_path):
+    """torchrun: each rank takes its share of the length batches, and both end with the same
+    weights, having taken the same steps (the speech loop's check, in metrics.jsonl)."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = write_recipe(tmp_path, "classify", steps=4, run={"checkpoint_every": 100})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "squeezer", "train", str(recipe), "--out", str(tmp_path / "run"),
+        "--set", "run.device=cpu",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    sync = [m for m in _metrics(tmp_path / "run") if "rank_weight_max_abs_diff" in m]
+    assert sync and sync[-1]["ranks"] == 2 and sync[-1]["step"] == 4
+    assert sync[-1]["rank_weight_max_abs_diff"] == 0.0

@@ -18,15 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from squeezer.sequences.model import (
-    CONFIG_FILE,
-    SequenceAssets,
-    _architecture,
-    _build,
-    _load_assets,
-    load_sequence_model,
-    read_model_config,
-)
+from squeezer.sequences.model import SequenceAssets, describe_folder, load_sequence_model
 
 __all__ = ["BACKENDS", "LoadedBackend", "load_backend"]
 
@@ -53,10 +45,7 @@ def load_backend(path: str | Path, kind: str = "torch", threads: int = 0) -> Loa
         model, assets = load_sequence_model(path)
         return LoadedBackend(_torch_runner(model), model.task, assets, model.config.input_dim,
                              model.pair_channels)  # fmt: skip
-    values = read_model_config(path)
-    architecture = _architecture(values, str(path / CONFIG_FILE))
-    meta = _build(*architecture, device="meta")
-    assets = _load_assets(path, meta, values)
+    values, meta, assets = describe_folder(path)
     if kind not in values:
         raise ValueError(f"{path}: no {kind} graph here (squeezer export MODEL --out {path}"
                          f"{' --tflite' if kind == 'tflite' else ''})")  # fmt: skip

@@ -48,6 +48,8 @@ __all__ = [
     "SequenceAssets",
     "SequenceModel",
     "SequenceOutput",
+    "describe_folder",
+    "load_assets",
     "load_sequence_model",
     "save_sequence_model",
 ]
@@ -241,6 +243,15 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     return values
 
 
+def describe_folder(directory: str | Path) -> tuple[dict[str, Any], SequenceModel, SequenceAssets]:
+    """An export folder (a model directory without weights): its config.yaml, the model it
+    describes built on the meta device (sizes, task; no memory), and its checked assets."""
+    directory = Path(directory)
+    values = read_model_config(directory)
+    meta = _build(*_architecture(values, str(directory / CONFIG_FILE)), device="meta")
+    return values, meta, load_assets(directory, meta, values)
+
+
 def load_sequence_model(
     directory: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[SequenceModel, SequenceAssets]:
@@ -272,11 +283,13 @@ def load_sequence_model(
             raise ValueError(f"{weights}: tensor {name} holds NaN or infinite values")
     model = _build(*architecture, device=None)
     model.load_state_dict(state, strict=True)
-    assets = _load_assets(directory, model, values)
+    assets = load_assets(directory, model, values)
     return model.to(device).eval(), assets
 
 
-def _load_assets(directory: Path, model: SequenceModel, values: dict[str, Any]) -> SequenceAssets:
+def load_assets(directory: Path, model: SequenceModel, values: dict[str, Any]) -> SequenceAssets:
+    """The statistics and vocabulary in `directory` that `values` (config.yaml's, or a
+    checkpoint's settings) says `model` has, each checked against it."""
     stats = FeatureStats.load(directory) if values["normalized"] else None
     if stats is not None and len(stats.mean) != model.config.input_dim:
         raise ValueError(

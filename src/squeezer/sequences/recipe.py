@@ -1,9 +1,10 @@
 """The recipe of a non-audio sequence task: one YAML file, as the speech recipes are.
 
-task:      ctc (text per sequence), classify (a class per sequence), regress (values per position)
+task:      ctc (text per sequence), classify (a class per sequence), regress (values per
+           position), value (values per sequence)
 model:     a preset name, or `encoder:` with every EncoderConfig field; `input_dim` is the
            training data's feature count, whatever the recipe says
-head:      the task's head: pooling (classify), a GRU before the per-position head (regress),
+head:      the task's head: pooling (classify, value), a GRU before the per-position head (regress),
            the PairBias CNN (when the data has pair matrices)
 data:      manifests (JSONL or Parquet, `squeezer.sequences.manifest`), batch size in padded
            positions, the longest sequence trained on, NaN handling, normalisation

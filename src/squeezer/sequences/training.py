@@ -32,7 +32,7 @@ from squeezer.sequences.manifest import SequenceRecord, load_arrays, read_sequen
 from squeezer.sequences.model import (
     SequenceAssets,
     SequenceModel,
-    _load_assets,
+    load_assets,
     model_from_settings,
     save_sequence_model,
     settings,
@@ -108,7 +108,7 @@ class SequenceTrainer(Trainer):
             if not isinstance(values, dict):
                 raise ValueError(f"{checkpoint.path}: not a sequence-task checkpoint")
             model = model_from_settings(values, str(checkpoint.path))
-            return config, model, _load_assets(assets_dir, model, values)
+            return config, model, load_assets(assets_dir, model, values)
         usable = split.usable
         first = split.records[usable[0]]
         arrays = load_arrays(first, nan_to=config.data.nan_to)
