@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from squeezer.sequences.dataset import SequenceBatch, SequenceDataset, collate, length_batches
-from squeezer.sequences.manifest import SequenceRecord
+from squeezer.sequences.manifest import SequenceRecord, open_array
 from squeezer.signals import leave_signals_to_the_main_process
 
 __all__ = ["BatchReader", "LengthSampler", "probe_lengths", "sequence_loader"]
@@ -31,17 +31,7 @@ log = logging.getLogger("squeezer.sequences")
 def probe_length(record: SequenceRecord) -> int:
     """The record's number of positions, from the `.npy` header alone; ValueError naming its
     line when the file is not a readable (T, F) array."""
-    ref = record.features
-    if isinstance(ref, np.ndarray):
-        shape = ref.shape
-    else:
-        try:
-            shape = np.load(ref, mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError, EOFError) as error:
-            reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
-            raise ValueError(
-                f"{record.where}: features file {ref.name} is not a readable .npy ({reason})"
-            ) from None
+    shape = open_array(record.features, "features", record.where, header_only=True).shape
     if len(shape) != 2 or shape[0] < 1:
         raise ValueError(f"{record.where}: features must be (T, F), got {tuple(shape)}")
     return int(shape[0])

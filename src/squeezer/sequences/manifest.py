@@ -259,17 +259,22 @@ def load_arrays(
     return SequenceArrays(features, targets, pair)
 
 
-def _load(ref: ArrayRef, key: str, where: str) -> np.ndarray:
+def open_array(ref: ArrayRef, key: str, where: str, header_only: bool = False) -> np.ndarray:
+    """The array `ref` names (memory-mapped when `header_only`: its shape without reading its
+    data); ValueError naming the line when the file is not a readable `.npy`."""
     if isinstance(ref, np.ndarray):
-        array = ref
-    else:
-        try:
-            array = np.load(ref, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as error:
-            reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
-            raise ValueError(
-                f"{where}: {key} file {ref.name} is not a readable .npy ({reason})"
-            ) from None
+        return ref
+    try:
+        return np.load(ref, mmap_mode="r" if header_only else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        reason = str(error).splitlines()[0][:80] if str(error) else type(error).__name__
+        raise ValueError(
+            f"{where}: {key} file {ref.name} is not a readable .npy ({reason})"
+        ) from None
+
+
+def _load(ref: ArrayRef, key: str, where: str) -> np.ndarray:
+    array = open_array(ref, key, where)
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
         kind = getattr(array, "dtype", type(array).__name__)
         raise ValueError(f"{where}: {key} must be numbers, got {kind}")

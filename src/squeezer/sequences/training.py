@@ -42,7 +42,6 @@ from squeezer.sequences.recipe import SequenceTrainConfig
 from squeezer.training.checkpoints import Checkpoint
 from squeezer.training.distributed import barrier
 from squeezer.training.loop import Trainer
-from squeezer.training.schedule import build_schedule
 
 __all__ = ["SequenceTrainer", "train_sequences"]
 
@@ -157,17 +156,15 @@ class SequenceTrainer(Trainer):
 
         return FeatureStats.fit(arrays())
 
-    def _build_optimizer(self) -> None:
-        """AdamW as the speech loop's, with PairBias at `head.pair_lr_scale` x the rate."""
-        optim, scale = self.config.optim, self.config.head.pair_lr_scale
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """The speech loop's group, with PairBias apart at `head.pair_lr_scale` x the rate."""
         pair = [] if self.model.pair_bias is None else list(self.model.pair_bias.parameters())
         rest = [p for p in self.model.parameters() if all(p is not q for q in pair)]
         groups = [{"params": rest}]
         if pair:
-            groups.append({"params": pair, "lr": optim.peak_lr * scale})
-        self.optimizer = torch.optim.AdamW(groups, lr=optim.peak_lr, betas=optim.betas,
-                                           weight_decay=optim.weight_decay)  # fmt: skip
-        self.scheduler = build_schedule(optim, self.config.run.max_steps).scheduler(self.optimizer)
+            lr = self.config.optim.peak_lr * self.config.head.pair_lr_scale
+            groups.append({"params": pair, "lr": lr})
+        return groups
 
     def _settings(self) -> dict[str, Any]:
         return settings(self.model, self.tokenizer)

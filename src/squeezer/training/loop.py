@@ -197,10 +197,15 @@ class Trainer:
         self.model.train()
         self.freezer.apply(self.state.step)
 
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """AdamW's parameter groups: one at optim.peak_lr (a task may give a part its own
+        rate; the schedule scales every group's initial rate alike)."""
+        return [{"params": list(self.model.parameters())}]
+
     def _build_optimizer(self) -> None:
         optim = self.config.optim
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
+            self._param_groups(),
             lr=optim.peak_lr,
             betas=optim.betas,
             weight_decay=optim.weight_decay,
