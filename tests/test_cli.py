@@ -34,7 +34,7 @@ def test_report_sections_replace_only_their_own_text(tmp_path):
     assert "second A" in text and "first A" not in text and "only B" in text
     assert text.index("second A") < text.index("only B")
     assert "<!-- a: end -->\n\n<!-- b: start -->" in text  # the blank line between stays
-    assert not (tmp_path / "benchmarks.md.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["benchmarks.md"]  # no temporary
 
 
 def test_a_closed_pipe_ends_the_command_quietly():

@@ -50,9 +50,9 @@ print("lean ok")
 """
 
 
-@pytest.fixture(scope="module")
-def lean_venv(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lean")
+def _venv(root: Path, requirement: str) -> Path:
+    """A fresh venv at `root/venv` holding torch (this one's version, CPU) and then
+    `requirement`, where "source" is a copy of the package."""
     source = root / "source"
     (source / "src").mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
@@ -63,10 +63,15 @@ def lean_venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     torch_version = torch.__version__.split("+")[0]
-    for requirement in (f"torch=={torch_version}", str(source)):
-        subprocess.run([str(python), "-m", "pip", "install", "-q", requirement], check=True,
+    for item in (f"torch=={torch_version}", requirement.replace("source", str(source))):
+        subprocess.run([str(python), "-m", "pip", "install", "-q", item], check=True,
                        capture_output=True, timeout=600)  # fmt: skip
     return venv
+
+
+@pytest.fixture(scope="module")
+def lean_venv(tmp_path_factory) -> Path:
+    return _venv(tmp_path_factory.mktemp("lean"), "source")
 
 
 def run(venv: Path, *args: str) -> subprocess.CompletedProcess:
@@ -106,3 +111,25 @@ def test_importing_squeezer_and_its_nn_loads_no_extra_even_where_installed():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True, cwd=REPO)  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+def test_sequence_tasks_train_evaluate_and_predict_with_the_sequences_extra(tmp_path_factory):
+    """`pip install 'squeezer[sequences]'`: the CLI's sequence verbs run end to end with no
+    package of the speech extra installed."""
+    from tests.sequences.data import write_recipe
+
+    venv = _venv(tmp_path_factory.mktemp("sequences"), "source[sequences]")
+    python, squeezer = str(venv / "bin" / "python"), str(venv / "bin" / "squeezer")
+    speech_only = ["lhotse", "soundfile", "soxr", "sentencepiece", "jiwer", "pyctcdecode"]
+    script = f"import importlib.util as u; print([m for m in {speech_only!r} if u.find_spec(m)])"
+    assert run(venv, python, "-c", script).stdout.strip() == "[]"
+    data = tmp_path_factory.mktemp("data")
+    recipe = write_recipe(data, "classify", steps=2)
+    dev, model = data / "classify_dev.jsonl", data / "run" / "model"
+    verbs = [["train", str(recipe), "--out", str(data / "run")],
+             ["evaluate", str(model), str(dev)],
+             ["predict", str(model), str(dev), "--out", str(data / "preds.parquet")]]  # fmt: skip
+    for verb in verbs:
+        result = run(venv, squeezer, *verb)
+        assert result.returncode == 0, (verb[0], result.stderr[-2000:])
+    assert (data / "preds.parquet").is_file()

@@ -20,10 +20,7 @@ MODEL is a model directory or a `.nemo` file. DIR then holds
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +29,7 @@ import yaml
 from safetensors.torch import save_file
 from torch import nn
 
+from squeezer.files import replaced_atomically
 from squeezer.model import CONFIG_FILE, AsrModel, model_settings
 from squeezer.nn.tracing import quiet
 
@@ -115,14 +113,6 @@ def sherpa_tokens(tokens: list[str]) -> str:
     return "\n".join([*lines, f"<blk> {len(tokens)}"]) + "\n"
 
 
-@contextlib.contextmanager
-def _replaced_atomically(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; once written, it replaces `path` in one step."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    yield temporary
-    os.replace(temporary, path)
-
-
 def _trace(model: AsrModel, path: Path) -> None:
     """torch.export the NeMo-layout wrapper with dynamic batch and time, then save the graph."""
     features = model.config.input_dim
@@ -135,7 +125,7 @@ def _trace(model: AsrModel, path: Path) -> None:
             input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, opset_version=OPSET,
             dynamic_shapes={"audio_signal": {0: batch, 2: time}, "length": {0: batch}},
         )  # fmt: skip
-    with _replaced_atomically(path) as temporary:
+    with replaced_atomically(path) as temporary:
         program.save(str(temporary))
 
 
@@ -147,13 +137,13 @@ def _add_metadata(path: Path, metadata: dict[str, str]) -> None:
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-    with _replaced_atomically(path) as temporary:
+    with replaced_atomically(path) as temporary:
         onnx.save(graph, str(temporary))
 
 
 def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime dynamic quantisation: int8 weights of MatMul/Gemm (linear) and Conv."""
-    with _replaced_atomically(target) as temporary, quiet():  # it advises "pre-processing"
+    with replaced_atomically(target) as temporary, quiet():  # it advises "pre-processing"
         _quantize(source, temporary)
 
 
@@ -184,7 +174,7 @@ def export_onnx(model: AsrModel, out_dir: str | Path, int8: bool = False) -> Exp
     model.tokenizer.save(out_dir)
     frontend_state = model.frontend.state_dict()
     if frontend_state:  # the graph starts at the features: their fitted statistics go beside it
-        with _replaced_atomically(out_dir / FRONTEND_FILE) as temporary:
+        with replaced_atomically(out_dir / FRONTEND_FILE) as temporary:
             save_file({k: v.contiguous() for k, v in frontend_state.items()}, str(temporary))
     settings = {**model_settings(model), "onnx": [graph.name for graph in graphs]}
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(settings, sort_keys=False))

@@ -10,7 +10,6 @@ transcription: `squeezer.loading` and `squeezer.transcribe` use it, never the re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from squeezer.config import EncoderConfig
 from squeezer.features import FeatureConfig, LogMelFrontend
+from squeezer.files import replaced_atomically
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.heads import CtcHead, CtcOutput
 from squeezer.structured import from_mapping, read_yaml, short_repr, to_mapping
@@ -105,9 +105,8 @@ def save_model(model: AsrModel, directory: str | Path, tokenizer: Tokenizer) -> 
         )
     tokenizer.save(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    temporary = directory / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(temporary), metadata={"format": MODEL_FORMAT})
-    os.replace(temporary, directory / WEIGHTS_FILE)
+    with replaced_atomically(directory / WEIGHTS_FILE) as temporary:
+        save_file(state, str(temporary), metadata={"format": MODEL_FORMAT})
     (directory / CONFIG_FILE).write_text(yaml.safe_dump(model_settings(model), sort_keys=False))
     return directory
 

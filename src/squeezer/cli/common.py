@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from squeezer.files import write_text_atomically
+
 log = logging.getLogger("squeezer")
 
 Verb = Callable[[argparse.Namespace], int]
@@ -55,10 +57,7 @@ def write_report_section(path: Path, name: str, text: str) -> None:
         new = before + block + ("\n" + after if after else "")  # one blank line, as written
     else:
         new = old.rstrip("\n") + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(new)
-    temporary.replace(path)
+    write_text_atomically(path, new)
 
 
 def load_for_inference(args: argparse.Namespace):

@@ -87,11 +87,12 @@ def _add_train(verbs: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     """Train a CTC model from a recipe, from scratch or fine-tuning a model (--init)."""
     from squeezer.sequences.recipe import is_sequence_recipe
-    from squeezer.training import train
-    from squeezer.training.recipe import load_recipe
 
     if is_sequence_recipe(args.recipe):
         return sequences.train(args)
+    from squeezer.training import train  # the speech stack: after the dispatch
+    from squeezer.training.recipe import load_recipe
+
     config = load_recipe(args.recipe, args.set, init=args.init)
     return run_training(args, lambda: train(config, args.out, resume=args.resume))
 

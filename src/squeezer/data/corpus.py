@@ -37,6 +37,7 @@ from squeezer.data.corpus_plan import (
 )
 from squeezer.data.manifests import save_cuts
 from squeezer.data.sentences import builtin_sentences, read_fortunes, sentence_pool
+from squeezer.files import write_text_atomically
 
 __all__ = ["CorpusSummary", "SplitSummary", "synthesize_corpus"]
 
@@ -334,9 +335,7 @@ def _write_readme(summary: CorpusSummary, path: Path) -> None:
         "accents, variants; `squeezer.data.corpus_plan`) are never heard in training.\n\n"
         f"{summary.to_markdown()}\n{_MARKER}{record} -->\n"
     )
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomically(path, text)
 
 
 def _read_readme(path: Path) -> CorpusSummary | None:

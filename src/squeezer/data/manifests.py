@@ -22,6 +22,8 @@ from lhotse.cut import Cut
 from lhotse.serialization import deserialize_item
 from lhotse.utils import fastcopy
 
+from squeezer.files import replaced_atomically
+
 __all__ = ["load_cuts", "read_manifest", "save_cuts"]
 
 log = logging.getLogger(__name__)
@@ -35,9 +37,8 @@ def save_cuts(cuts: CutSet, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     convert = partial(_relative, base=str(path.parent.resolve()))
     relative = cuts.map(partial(_map_paths, convert=convert))
-    temporary = path.with_name(path.name + ".tmp.jsonl.gz")
-    relative.to_file(temporary)
-    os.replace(temporary, path)
+    with replaced_atomically(path, suffix=".jsonl.gz") as temporary:  # lhotse reads the suffix
+        relative.to_file(temporary)
     return path
 
 

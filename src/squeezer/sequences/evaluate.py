@@ -56,10 +56,13 @@ def run_model(
     records: Sequence[SequenceRecord],
     max_positions: int = 16384,
     feature_dim: int | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> Iterator[BatchOutput]:
     """The backend's outputs for every record, batched by length, in no particular order.
-    A record that cannot be used is a one-line ValueError naming its line."""
-    lengths, _ = probe_lengths(records, strict=True)
+    A record that cannot be used is a one-line ValueError naming its line. `lengths`: the
+    records' lengths when the caller has them (`probe_lengths`), else they are probed here."""
+    if lengths is None:
+        lengths, _ = probe_lengths(records, strict=True)
     dataset = SequenceDataset(records, task, assets.stats, assets.labels, assets.tokenizer,
                               feature_dim=feature_dim, nan_to=assets.nan_to)  # fmt: skip
     sampler = LengthSampler(lengths, range(len(records)), max_positions, shuffle=False)
@@ -169,12 +172,15 @@ def score(
     records: Sequence[SequenceRecord],
     max_positions: int = 16384,
     feature_dim: int | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> dict[str, float]:
-    """The task's metrics of `backend` on `records` (see the module's docstring)."""
+    """The task's metrics of `backend` on `records` (see the module's docstring); `lengths`
+    as for `run_model`."""
     check_unique_ids(records)
     scores = Scores(task)
     by_id = {record.id: record for record in records}
-    for output in run_model(backend, task, assets, records, max_positions, feature_dim):
+    outputs = run_model(backend, task, assets, records, max_positions, feature_dim, lengths)
+    for output in outputs:
         if task == "ctc":
             references = [by_id[i].text for i in output.batch.ids]
             scores.add(output, references, texts_of(output, assets.tokenizer))

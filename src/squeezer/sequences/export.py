@@ -18,13 +18,13 @@ the padding invisible (the backend slices the outputs back to the real length).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 import yaml
 from torch import nn
 
+from squeezer.files import replaced_atomically
 from squeezer.nn.tracing import quiet
 from squeezer.sequences.model import CONFIG_FILE, SequenceAssets, SequenceModel, settings
 
@@ -95,9 +95,8 @@ def _onnx(model: SequenceModel, example: tuple, graph: Path, dynamic: bool) -> N
                                     output_names=["values", "out_lengths"],
                                     dynamic_shapes=tuple(shapes) if dynamic else None,
                                     opset_version=OPSET)  # fmt: skip
-    temporary = graph.with_name(f".{graph.name}.tmp")
-    program.save(str(temporary))
-    os.replace(temporary, graph)
+    with replaced_atomically(graph) as temporary:
+        program.save(str(temporary))
 
 
 @torch.no_grad()
@@ -147,9 +146,7 @@ def export_tflite(
     example = _example(model, 1, max_length)
     with quiet():
         edge = litert_torch.convert(_Graph(model), example)
-        graph = out_dir / TFLITE_FILE
-        temporary = graph.with_name(f".{graph.name}.tmp")
-        edge.export(str(temporary))
-    os.replace(temporary, graph)
+        with replaced_atomically(out_dir / TFLITE_FILE) as temporary:
+            edge.export(str(temporary))
     _write_folder(model, assets, out_dir, tflite={"file": TFLITE_FILE, "max_length": max_length})
-    return graph
+    return out_dir / TFLITE_FILE

@@ -17,7 +17,6 @@ before a weight is allocated; anything wrong is one ValueError naming the file.
 
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from squeezer.config import EncoderConfig
+from squeezer.files import replaced_atomically
 from squeezer.nn.dropout import Dropout
 from squeezer.nn.encoder import SequenceEncoder
 from squeezer.nn.heads import CtcHead
@@ -192,9 +192,8 @@ def save_sequence_model(
     directory.mkdir(parents=True, exist_ok=True)
     assets.save(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    temporary = directory / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(temporary), metadata={"format": SEQUENCE_FORMAT})
-    os.replace(temporary, directory / WEIGHTS_FILE)
+    with replaced_atomically(directory / WEIGHTS_FILE) as temporary:
+        save_file(state, str(temporary), metadata={"format": SEQUENCE_FORMAT})
     (directory / CONFIG_FILE).write_text(yaml.safe_dump(settings(model, assets), sort_keys=False))
     return directory
 

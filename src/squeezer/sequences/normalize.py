@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from squeezer.files import write_text_atomically
 
 __all__ = ["STATS_FILE", "FeatureStats", "write_json"]
 
@@ -23,10 +24,7 @@ STATS_FILE = "feature_stats.json"
 
 def write_json(path: Path, value: object) -> Path:
     """Write `value` as JSON to `path` through a temporary file: never half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_text_atomically(path, json.dumps(value, indent=1) + "\n")
 
 
 @dataclass(frozen=True)

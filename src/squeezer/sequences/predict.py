@@ -12,12 +12,12 @@ temporary file renamed), so an interrupted run leaves no half table.
 from __future__ import annotations
 
 import csv
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from squeezer.files import replaced_atomically
 from squeezer.sequences.backends import LoadedBackend
 from squeezer.sequences.evaluate import Scores, check_unique_ids, greedy_tokens, run_model
 from squeezer.sequences.manifest import SequenceRecord
@@ -104,13 +104,7 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> Path:
     if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: predictions are written as .csv or .parquet")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".csv":
-        with temporary.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["id"])
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
+    if path.suffix == ".parquet":
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -119,6 +113,12 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> Path:
                 f"{path}: writing Parquet needs pyarrow: pip install 'squeezer[sequences]'",
                 name=error.name,
             ) from None
-        pq.write_table(pa.Table.from_pylist(rows), temporary)
-    os.replace(temporary, path)
+    with replaced_atomically(path) as temporary:
+        if path.suffix == ".csv":
+            with temporary.open("w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=list(rows[0]) if rows else ["id"])
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            pq.write_table(pa.Table.from_pylist(rows), temporary)
     return path

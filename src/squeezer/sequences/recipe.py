@@ -129,7 +129,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class SequenceTrainConfig:
-    """A sequence recipe (see the module's docstring). The speech loop reads `optim`, `run`,
+    """A sequence recipe (see the module's docstring). The shared loop reads `optim`, `run`,
     `data.train` and `finetune` (never set: sequence models train from scratch)."""
 
     task: TaskKind = "classify"

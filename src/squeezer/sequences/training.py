@@ -1,6 +1,7 @@
-"""Training a sequence task with the speech loop: `SequenceTrainer` replaces only what a task
-must (data, model, loader, loss, dev scoring, model directory), so checkpoints, exact resume,
-preemption, the non-finite step skip, EMA, bf16 and torchrun are the speech loop's own.
+"""Training a sequence task with the loop speech shares (`squeezer.training.loop`):
+`SequenceTrainer` provides only what a task must (data, model, loader, loss, dev scoring, model
+directory), so checkpoints, exact resume, preemption, the non-finite step skip, EMA, bf16 and
+torchrun are the same code as speech's. Nothing here imports the speech stack.
 
     squeezer train RECIPE.yaml --out runs/x [--set ...] [--resume]    (a recipe with `task:`)
 
@@ -41,7 +42,7 @@ from squeezer.sequences.normalize import FeatureStats
 from squeezer.sequences.recipe import SequenceTrainConfig
 from squeezer.training.checkpoints import Checkpoint
 from squeezer.training.distributed import barrier
-from squeezer.training.loop import Trainer
+from squeezer.training.loop import TrainingLoop
 
 __all__ = ["SequenceTrainer", "train_sequences"]
 
@@ -69,10 +70,11 @@ class TrainingSplit:
     dropped: Counter
 
 
-class SequenceTrainer(Trainer):
-    """The speech `Trainer` with a sequence task's data, model, loss and scoring."""
+class SequenceTrainer(TrainingLoop):
+    """The shared loop with a sequence task's data, model, loss and scoring."""
 
     unreadable = "sequence"
+    _dev_lengths: list[int] | None = None  # the dev split's lengths, probed at the first score
 
     def _read_training_data(self, config: SequenceTrainConfig) -> tuple[TrainingSplit, Counter]:
         records = read_sequences(config.data.train, config.task)
@@ -157,7 +159,7 @@ class SequenceTrainer(Trainer):
         return FeatureStats.fit(arrays())
 
     def _param_groups(self) -> list[dict[str, Any]]:
-        """The speech loop's group, with PairBias apart at `head.pair_lr_scale` x the rate."""
+        """The loop's one group, with PairBias apart at `head.pair_lr_scale` x the rate."""
         pair = [] if self.model.pair_bias is None else list(self.model.pair_bias.parameters())
         rest = [p for p in self.model.parameters() if all(p is not q for q in pair)]
         groups = [{"params": rest}]
@@ -239,12 +241,14 @@ class SequenceTrainer(Trainer):
     def _evaluate_dev(self, trained_s: float) -> None:
         if self.dev_data is None:
             return
+        if self._dev_lengths is None:  # the headers are read once per run, not per checkpoint
+            self._dev_lengths, _ = probe_lengths(self.dev_data, strict=True)
         self.model.eval()
         with torch.random.fork_rng(devices=[]):
             try:
                 metrics = score(self._backend, self.config.task, self.tokenizer, self.dev_data,
-                                self.config.data.max_positions,
-                                self.model.config.input_dim)  # fmt: skip
+                                self.config.data.max_positions, self.model.config.input_dim,
+                                self._dev_lengths)  # fmt: skip
             finally:
                 self._train_mode()
         record = {"step": self.state.step, "time_s": round(trained_s, 1)}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import string
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import sentencepiece as spm
 
+from squeezer.files import write_bytes_atomically
 from squeezer.structured import short_repr
 from squeezer.text.nemo_style import nemo_punctuation, strip_space_before_punctuation
 from squeezer.text.normalize import NORMALIZER, normalize_text
@@ -226,7 +226,7 @@ class SentencePieceTokenizer:
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
-        _write_atomically(directory / SENTENCEPIECE_FILE, self._model_proto)
+        write_bytes_atomically(directory / SENTENCEPIECE_FILE, self._model_proto)
         settings = {"kind": "sentencepiece", "model_file": SENTENCEPIECE_FILE}
         style = _style_setting(self.decode_style)
         _write_settings(directory, {**settings, "vocab_size": self.vocab_size, **style})
@@ -353,7 +353,7 @@ def _nonblank(ids: Sequence[int], vocab_size: int) -> list[int]:
 def _write_settings(directory: Path, settings: dict[str, Any]) -> None:
     """Write `tokenizer.json`, tagged with the normaliser version its ids depend on."""
     text = json.dumps({**settings, "normalizer": NORMALIZER}, indent=2, ensure_ascii=False)
-    _write_atomically(directory / TOKENIZER_FILE, (text + "\n").encode("utf-8"))
+    write_bytes_atomically(directory / TOKENIZER_FILE, (text + "\n").encode("utf-8"))
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
@@ -376,14 +376,6 @@ def _read_settings(path: Path) -> dict[str, Any]:
             f"this version normalises as {NORMALIZER!r}; rebuild the tokenizer"
         )
     return settings
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` in one step, so a crash never leaves half a file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
 
 
 def _reason(error: RuntimeError) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from squeezer.files import replaced_atomically
+
 __all__ = [
     "REQUIRED_KEYS",
     "Checkpoint",
@@ -124,14 +126,12 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"checkpoint-{step:09d}.pt"
-    temporary = directory / f".{path.name}.tmp"
     try:
-        torch.save(state, temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        with replaced_atomically(path) as temporary:
+            torch.save(state, temporary)
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
     except (OSError, RuntimeError) as error:  # a full disk surfaces as either
-        temporary.unlink(missing_ok=True)
         reason = os.strerror(error.errno) if getattr(error, "errno", None) else str(error)
         raise RuntimeError(
             f"{path}: cannot write the checkpoint ({reason.splitlines()[0]}); the earlier "

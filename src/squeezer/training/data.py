@@ -28,7 +28,7 @@ from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
 from squeezer.training.distributed import Distributed, barrier
 from squeezer.training.recipe import TrainConfig
 
-__all__ = ["prepare_tokenizer", "summed_over_ranks", "training_loader"]
+__all__ = ["prepare_tokenizer", "training_loader"]
 
 log = logging.getLogger("squeezer.training")
 
@@ -87,18 +87,3 @@ def training_loader(
         preemptible=True,
     )
     return loader, report
-
-
-def summed_over_ranks(counts: dict[str, int], dist: Distributed) -> dict[str, int]:
-    """Per-reason counts summed over every rank (each rank counted the batches it read)."""
-    if dist.world_size == 1:
-        return {reason: n for reason, n in counts.items() if n}
-    gathered: list[list[str] | None] = [None] * dist.world_size
-    torch.distributed.all_gather_object(gathered, sorted(counts))
-    reasons = sorted({reason for names in gathered for reason in names or []})
-    if not reasons:
-        return {}
-    totals = torch.tensor([counts.get(r, 0) for r in reasons], dtype=torch.int64,
-                          device=dist.device)  # fmt: skip
-    torch.distributed.all_reduce(totals)
-    return {reason: int(n) for reason, n in zip(reasons, totals, strict=True) if n}

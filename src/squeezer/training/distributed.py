@@ -14,7 +14,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "all_agree", "barrier", "init_distributed", "seed_everything"]
+__all__ = [
+    "Distributed",
+    "all_agree",
+    "barrier",
+    "init_distributed",
+    "seed_everything",
+    "summed_over_ranks",
+]
 
 
 @dataclass(frozen=True)
@@ -72,3 +79,18 @@ def all_agree(flag: bool, device: torch.device) -> bool:
     value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return bool(value.item())
+
+
+def summed_over_ranks(counts: dict[str, int], dist: Distributed) -> dict[str, int]:
+    """Per-reason counts summed over every rank (each rank counted the batches it read)."""
+    if dist.world_size == 1:
+        return {reason: n for reason, n in counts.items() if n}
+    gathered: list[list[str] | None] = [None] * dist.world_size
+    torch.distributed.all_gather_object(gathered, sorted(counts))
+    reasons = sorted({reason for names in gathered for reason in names or []})
+    if not reasons:
+        return {}
+    totals = torch.tensor([counts.get(r, 0) for r in reasons], dtype=torch.int64,
+                          device=dist.device)  # fmt: skip
+    torch.distributed.all_reduce(totals)
+    return {reason: int(n) for reason, n in zip(reasons, totals, strict=True) if n}

@@ -6,9 +6,9 @@ NeMo users do this with `init_from_nemo_model` (the weights), `change_vocabulary
 tokenizer and CTC head) and `freeze()` (the encoder, for a while); here the recipe's
 `finetune:` section (`squeezer.training.recipe.FinetuneConfig`) says all three. This module
 decides where a run's model comes from: the init model when the run starts (`start_from_init`),
-the run's own checkpoint on --resume (`resumed_config`, `model_from_settings`); `Freezer` holds
-part of it still. The training loop (`squeezer.training.loop`) calls these; it never reads
-`.nemo` files itself.
+the run's own checkpoint on --resume (`resumed_config`, `model_from_settings`);
+`squeezer.training.freeze.Freezer` holds part of it still. The speech trainer
+(`squeezer.training.speech`) calls these; it never reads `.nemo` files itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from lhotse import CutSet
-from torch import nn
 
 from squeezer.config import EncoderConfig
 from squeezer.data.dataset import cut_text
@@ -30,6 +29,7 @@ from squeezer.model import AsrModel
 from squeezer.structured import from_mapping
 from squeezer.text import Tokenizer, build_tokenizer, load_tokenizer
 from squeezer.training.distributed import barrier
+from squeezer.training.freeze import Freezer
 from squeezer.training.recipe import FinetuneConfig, TrainConfig
 
 __all__ = [
@@ -48,9 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("squeezer.training.finetune")
-
-# The modules each `finetune.freeze` value holds still (AsrModel attribute names).
-_FROZEN_PARTS: dict[str, tuple[str, ...]] = {"none": (), "encoder": ("encoder",)}
 
 
 @dataclass
@@ -241,39 +238,3 @@ def resumed_config(
             raise ValueError(f"recipe finetune.{name}={getattr(stated, name)!r} disagrees "
                              f"with {source} ({getattr(run, name)!r})")  # fmt: skip
     return replace(config, finetune=run)
-
-
-class Freezer:
-    """Holds the `finetune.freeze` part of a model still for the first `freeze_steps` steps.
-
-    Frozen means `requires_grad` off (AdamW skips a parameter without a gradient entirely: no
-    update, no moment, no decoupled weight decay, so its weights stay bit-identical) and eval
-    mode (no dropout; BatchNorm normalises with its running statistics and leaves them alone),
-    as NeMo's `freeze()`. Released, the part trains as the rest.
-    """
-
-    def __init__(self, model: AsrModel, settings: FinetuneConfig) -> None:
-        self.modules: list[nn.Module] = [getattr(model, n) for n in _FROZEN_PARTS[settings.freeze]]
-        self.steps = settings.freeze_steps
-        self.norms = [module for module in model.modules()
-                      if isinstance(module, nn.modules.batchnorm._BatchNorm)
-                      and settings.norm_statistics == "keep"]  # fmt: skip
-
-    def frozen(self, step: int) -> bool:
-        """Whether the part is frozen for the optimiser step after `step` steps were taken."""
-        return bool(self.modules) and step < self.steps
-
-    def releases_after(self, step: int) -> bool:
-        """Whether step number `step` was the last frozen one."""
-        return bool(self.modules) and step == self.steps
-
-    def apply(self, step: int) -> None:
-        """Freeze or release for the step after `step`; call it after every `model.train()`,
-        which would otherwise put the frozen part back into training mode."""
-        frozen = self.frozen(step)
-        for module in self.modules:
-            module.requires_grad_(not frozen)
-            if frozen:
-                module.eval()
-        for norm in self.norms:  # finetune.norm_statistics: keep (the loaded model's, always)
-            norm.eval()

@@ -1,23 +1,24 @@
-"""The CTC training loop: plain PyTorch, one process or many (torchrun + DDP).
+"""The training loop every task shares: plain PyTorch, one process or many (torchrun + DDP).
 
-    squeezer train RECIPE.yaml --out runs/xs [--set optim.peak_lr=1e-3 ...] [--resume]
-    squeezer train RECIPE.yaml --out runs/ft --init MODEL_DIR_OR.nemo   (fine-tuning)
+`TrainingLoop` holds one run: checkpoints and exact resume (`squeezer.training.checkpoints`),
+preemption (`squeezer.training.preemption`), the non-finite step skip and bf16
+(`squeezer.training.step`), EMA or checkpoint averaging, DDP, the metrics log. What a task
+must say itself (its data, model, loader, loss, dev scoring and model directory) are abstract
+methods: speech CTC is `squeezer.training.speech.Trainer`, the other sequence tasks are
+`squeezer.sequences.training.SequenceTrainer`. This module imports torch, tqdm and the
+recipe alone, so a sequence task trains without the speech stack installed.
 
-Layout of the run directory: `config.yaml` (the resolved recipe; a fine-tuning run's records
-its init and the init model's encoder and features), `tokenizer/`,
-`checkpoints/checkpoint-<step>.pt` (each also records the model's settings and the fine-tuning
-settings, so --resume rebuilds the same model), `metrics.jsonl`, and at the end `model/` (a
-model directory: averaged or EMA weights, config and tokenizer). Fine-tuning:
-`squeezer.training.finetune`; the data and its skip counts: `squeezer.training.data`; one
-step's loss, precision and what a skipped step puts back: `squeezer.training.step`;
-checkpoints and resuming: `squeezer.training.checkpoints`; SIGTERM/SIGUSR1:
-`squeezer.training.preemption`.
+Layout of a run directory: `config.yaml` (the resolved recipe), `checkpoints/checkpoint-<step>.pt`
+(each also records the model's settings, so --resume rebuilds the same model),
+`metrics.jsonl`, the task's vocabulary, and at the end `model/` (a model directory: averaged or
+EMA weights and what the task needs beside them).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -28,13 +29,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from squeezer.data.dataset import AsrBatch
-from squeezer.data.manifests import load_cuts, read_manifest
-from squeezer.features import SpecAugment
-from squeezer.model import AsrModel, model_settings, save_model
 from squeezer.structured import to_mapping
-from squeezer.text import Tokenizer
-from squeezer.training import step as step_parts  # through the module: tests inject faults
 from squeezer.training.checkpoints import (
     Checkpoint,
     TrainState,
@@ -46,30 +41,26 @@ from squeezer.training.checkpoints import (
     rng_state,
     save_checkpoint,
 )
-from squeezer.training.data import prepare_tokenizer, summed_over_ranks, training_loader
-from squeezer.training.distributed import all_agree, barrier, init_distributed, seed_everything
-from squeezer.training.finetune import (
-    Freezer,
-    check_agreement,
-    check_no_finetuning,
-    model_from_settings,
-    resumed_config,
-    resumed_tokenizer,
-    start_from_init,
-    with_architecture,
+from squeezer.training.distributed import (
+    all_agree,
+    barrier,
+    init_distributed,
+    seed_everything,
+    summed_over_ranks,
 )
+from squeezer.training.freeze import Freezer
 from squeezer.training.metrics import MetricsLog
 from squeezer.training.preemption import Preempted, PreemptionFlag
 from squeezer.training.recipe import TrainConfig
 from squeezer.training.schedule import build_schedule
 from squeezer.training.step import BufferSnapshot, autocast
 
-__all__ = ["Trainer", "train"]
+__all__ = ["TrainingLoop"]
 
 log = logging.getLogger("squeezer.training")
 
 
-def _check_weights_fit(model: AsrModel, state: dict[str, Any], path: Path) -> None:
+def _check_weights_fit(model: torch.nn.Module, state: dict[str, Any], path: Path) -> None:
     """ValueError unless the checkpoint's weights load into `model` (a checkpoint without
     recorded settings, from another recipe, holds weights of other shapes or names)."""
     try:
@@ -79,16 +70,14 @@ def _check_weights_fit(model: AsrModel, state: dict[str, Any], path: Path) -> No
         raise ValueError(f"{path}: its weights do not fit the recipe's model ({reason})") from None
 
 
-class Trainer:
+class TrainingLoop(ABC):
     """Holds the pieces of one run; `fit()` runs it to the end.
 
-    The loop is the task's own only where a task must be: reading the data, building the
-    model, the loader, the loss, dev scoring and the final model directory are methods that
-    `squeezer.sequences.training.SequenceTrainer` replaces for non-audio sequence tasks.
+    A subclass provides the task's own parts (the abstract methods below) and nothing else.
     `self.tokenizer` is what the task's model directory needs beside the weights.
     """
 
-    unreadable = "audio"  # what a batch reads, for the message when none of an epoch could be
+    unreadable = "data"  # what a batch reads, for the message when none of an epoch could be
 
     def __init__(self, config: TrainConfig, out_dir: Path, resume: bool) -> None:
         self.out_dir = out_dir
@@ -133,53 +122,49 @@ class Trainer:
 
     # -- what a task (speech here; `squeezer.sequences.training` for the others) provides --
 
+    # -- what a task provides (`squeezer.training.speech.Trainer` for speech,
+    # `squeezer.sequences.training.SequenceTrainer` for the other sequence tasks) ------
+
+    @abstractmethod
     def _read_training_data(self, config: TrainConfig) -> tuple[Any, Counter]:
         """The training split, and the count of manifest lines that are not usable, by reason."""
-        return read_manifest(config.data.train)
 
+    @abstractmethod
     def _read_dev_data(self) -> Any:
-        return load_cuts(self.config.data.dev) if self.config.data.dev else None
+        """The dev split for `_evaluate_dev`, or None."""
 
-    def _training_loader(self, cuts: Any, manifest_skips: Counter) -> tuple[Any, Any]:
-        """The loader (its sampler has `set_epoch` and `skip`) and the report of dropped data."""
-        return training_loader(
-            self.config, self.model, self.tokenizer, cuts, manifest_skips, self.dist
-        )
+    @abstractmethod
+    def _training_loader(self, data: Any, manifest_skips: Counter) -> tuple[Any, Any]:
+        """The loader (its sampler has `set_epoch` and `skip`; its batches `to`, `len` and
+        `skipped`) and the report of dropped data (its `dropped` counts per reason)."""
 
-    def _augmenter(self) -> SpecAugment | None:
-        spec_augment = self.config.spec_augment
-        return SpecAugment(spec_augment) if spec_augment else None
+    @abstractmethod
+    def _augmenter(self) -> Any:
+        """What `_loss` augments a batch with, or None."""
 
-    def _loss(self, batch: AsrBatch) -> torch.Tensor:
+    @abstractmethod
+    def _loss(self, batch: Any) -> torch.Tensor:
         """The batch's loss, a float32 scalar."""
-        return step_parts.ctc_loss(self.ddp, batch, self.augment)
 
+    @abstractmethod
     def _settings(self) -> dict[str, Any]:
         """What a checkpoint records so that --resume rebuilds the same model."""
-        return model_settings(self.model)
 
+    @abstractmethod
     def _build(
-        self, config: TrainConfig, cuts, checkpoint: Checkpoint | None
-    ) -> tuple[TrainConfig, AsrModel, Tokenizer]:
-        """The run's recipe, model and tokenizer: from its checkpoint (resume), from the init
-        model (fine-tuning), or new (from scratch)."""
-        if checkpoint is not None:
-            source = str(checkpoint.path)
-            config = resumed_config(config, checkpoint.state.get("finetune"), source)
-            if "settings" in checkpoint.state:  # older checkpoints: the recipe's model
-                model = model_from_settings(checkpoint.state["settings"])
-                check_agreement(config, model.config, model.frontend.config, source)
-                tokenizer = resumed_tokenizer(self.out_dir / "tokenizer", model, source)
-                if config.finetune.init is not None:
-                    config = with_architecture(config, model)
-                return config, model, tokenizer
-        elif config.finetune.init is not None:
-            start = start_from_init(config, cuts, self.out_dir / "tokenizer", self.dist.is_main)
-            return start.config, start.model, start.tokenizer
-        check_no_finetuning(config.finetune)
-        tokenizer = prepare_tokenizer(config, self.out_dir, self.dist, cuts)
-        model = AsrModel(config.encoder_config(), tokenizer.vocab_size, config.features)
-        return config, model, tokenizer
+        self, config: TrainConfig, data: Any, checkpoint: Checkpoint | None
+    ) -> tuple[TrainConfig, torch.nn.Module, Any]:
+        """The run's recipe, model and vocabulary (what the model directory needs beside the
+        weights): from `checkpoint` (resume), or new."""
+
+    @abstractmethod
+    def _evaluate_dev(self, trained_s: float) -> None:
+        """Score the dev split (rank 0) into metrics.jsonl, leaving the random generators and
+        training mode as they were."""
+
+    @abstractmethod
+    def _save_final(self, weights: dict[str, torch.Tensor], directory: Path) -> None:
+        """Write the model directory of the final weights (rank 0)."""
 
     def _device_ids(self) -> list[int] | None:
         return [self.dist.local_rank] if self.dist.device.type == "cuda" else None
@@ -247,24 +232,6 @@ class Trainer:
         # scoring are not charged to it (on every rank alike), so two models compared under
         # one budget get the same time to learn however often they are scored.
         self._started += time.perf_counter() - start
-
-    def _evaluate_dev(self, trained_s: float) -> None:
-        """Greedy WER/CER on the dev manifest (rank 0), logged beside the training loss."""
-        if self.dev_data is None:
-            return
-        from squeezer.evaluate import evaluate
-
-        self.model.eval()
-        self.model.tokenizer = self.tokenizer
-        # Scoring must not move the training's random generators: a run resumed from this
-        # checkpoint did not score it, and must draw the same dropout masks as this one.
-        with torch.random.fork_rng(devices=[]):
-            try:
-                rates = evaluate(self.model, self.dev_data, max_batch_seconds=120).rates["greedy"]
-            finally:
-                self._train_mode()
-        self.metrics.write({"step": self.state.step, "dev_wer": rates.wer, "dev_cer": rates.cer,
-                            "time_s": round(trained_s, 1)})  # fmt: skip
 
     def _check_ranks_in_sync(self) -> None:
         """Every rank must hold the same weights after DDP training, having skipped the same
@@ -337,7 +304,7 @@ class Trainer:
             sampler.skip(skip)  # cut lists only, no audio is read
         return iter(self.loader)
 
-    def _forward_backward(self, batch: AsrBatch, last_micro: bool) -> float | None:
+    def _forward_backward(self, batch: Any, last_micro: bool) -> float | None:
         """One micro-batch; returns its loss, or None when it is non-finite on any rank."""
         batch = batch.to(self.dist.device)
         sync = nullcontext() if last_micro or self.ddp is self.model else self.ddp.no_sync()
@@ -435,7 +402,7 @@ class Trainer:
                 return True
         return False
 
-    def _count_skipped(self, batch: AsrBatch) -> None:
+    def _count_skipped(self, batch: Any) -> None:
         """Count the batch's unreadable cuts per reason (this rank's; summed at the end)."""
         for _, _, reason, _ in batch.skipped:
             self.state.skipped[reason] = self.state.skipped.get(reason, 0) + 1
@@ -553,12 +520,6 @@ class Trainer:
         paths = checkpoint_paths(self.out_dir / "checkpoints")[-self.config.run.average_last :]
         return average_model_states([load_checkpoint(p)["model"] for p in paths])
 
-    def _save_final(self, weights: dict[str, torch.Tensor], directory: Path) -> None:
-        """Write the model directory of the final weights (rank 0)."""
-        final = AsrModel(self.model.config, self.model.vocab_size, self.model.frontend.config)
-        final.load_state_dict(weights)
-        save_model(final, directory, self.tokenizer)
-
     def _finish(self) -> Path:
         directory = self.out_dir / "model"
         if self.dist.is_main:
@@ -566,12 +527,3 @@ class Trainer:
             log.info("model written to %s (step %d)", directory, self.state.step)
         barrier()
         return directory
-
-
-def train(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> Path:
-    """Run a recipe into `out_dir`; with `resume`, continue from its latest checkpoint.
-
-    With `config.finetune.init` set (`squeezer train --init`), a run that starts (no checkpoint
-    to resume) starts from that model: see `squeezer.training.recipe.FinetuneConfig`.
-    """
-    return Trainer(config, Path(out_dir), resume).fit()

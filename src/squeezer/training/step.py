@@ -8,13 +8,16 @@ gradient on any rank); this module holds what that needs and nothing about the r
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING
 
 import torch
 
-from squeezer.data.dataset import AsrBatch
-from squeezer.features import SpecAugment
 from squeezer.nn import losses as nn_losses
-from squeezer.training.recipe import TrainConfig
+
+if TYPE_CHECKING:  # the speech stack: the loop that imports this module runs without it
+    from squeezer.data.dataset import AsrBatch
+    from squeezer.features import SpecAugment
+    from squeezer.training.recipe import TrainConfig
 
 __all__ = ["BufferSnapshot", "autocast", "ctc_loss"]
 
