@@ -54,6 +54,7 @@ test-float-paths: venv
 
 # TFLite export of sequence models, in its own venv: litert-torch needs numpy 2, which the
 # speech extra still caps (so `.[all]` and `.[tflite]` cannot share one environment yet).
+# Only the TFLite cases: the ONNX ones run in `make test` already.
 TFLITE_VENV := .venv-tflite
 $(TFLITE_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(TFLITE_VENV)
@@ -63,7 +64,7 @@ $(TFLITE_VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 test-tflite: $(TFLITE_VENV)/.installed
-	$(TFLITE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/sequences/test_export.py
+	$(TFLITE_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/sequences/test_export.py -k tflite
 
 # Conformer versus Squeezeformer on the embedded corpus (about 25 minutes on 2 CPU cores);
 # results in results/demo. Extra arguments: make demo DEMO_ARGS="--steps 300 --out results/quick"

@@ -127,8 +127,9 @@ def test_sequence_tasks_train_evaluate_and_predict_with_the_sequences_extra(tmp_
     write_recipe(data, "classify")  # its train and dev splits; the recipe is the packaged one
     dev, model = data / "classify_dev.jsonl", data / "run" / "model"
     small = {"data.train": data / "classify_train.jsonl", "data.dev": dev, "run.max_steps": 2,
-             "run.checkpoint_every": 2, "encoder.d_model": 32, "encoder.num_layers": 4,
-             "encoder.time_reduce_idx": 1, "encoder.time_recover_idx": 3}  # fmt: skip
+             "run.checkpoint_every": 2, "optim.warmup_steps": 1, "encoder.d_model": 32,
+             "encoder.num_layers": 4, "encoder.time_reduce_idx": 1,
+             "encoder.time_recover_idx": 3}  # fmt: skip
     sets = [f"--set={key}={value}" for key, value in small.items()]
     verbs = [["train", "sequences/classify", "--out", str(data / "run"), *sets],
              ["evaluate", str(model), str(dev)],
