@@ -55,7 +55,7 @@ def _venv(root: Path, requirement: str) -> Path:
     `requirement`, where "source" is a copy of the package."""
     source = root / "source"
     (source / "src").mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "src" / "squeezer", source / "src" / "squeezer",
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip

@@ -8,6 +8,7 @@ needs the `speech` extra.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import warnings
 from typing import Any
 
@@ -27,7 +28,10 @@ from squeezer.nn import (  # noqa: E402
     SequenceEncoder,
 )
 
-__version__ = "0.1.0"
+try:  # one source: the version pyproject.toml gave the installed package
+    __version__ = importlib.metadata.version("squeezer")
+except importlib.metadata.PackageNotFoundError:  # a source tree never installed
+    __version__ = "0+unknown"
 
 # name -> module, imported on first access (they need the speech extra)
 _LAZY = {"AsrModel": "squeezer.model", "load_model": "squeezer.loading"}
