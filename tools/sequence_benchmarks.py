@@ -50,13 +50,11 @@ def _recipe(path: Path, values: dict) -> Path:
     return path
 
 
-REUSE = False  # --reuse: a run whose model/ exists is not trained again
-
-
-def _train(recipe: Path, run: Path) -> tuple[Path, float]:
-    """The run's model and its training minutes (with --reuse and a finished run: the minutes
-    its metrics.jsonl recorded, which leave out start-up and dev scoring)."""
-    if REUSE and (run / "model").is_dir():
+def _train(recipe: Path, run: Path, reuse: bool) -> tuple[Path, float]:
+    """The run's model and its training minutes. With `reuse` (--reuse) a finished run is not
+    trained again: the minutes are those its metrics.jsonl recorded, which leave out start-up
+    and dev scoring."""
+    if reuse and (run / "model").is_dir():
         records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         return run / "model", max(r.get("time_s", 0) for r in records) / 60
     start = time.perf_counter()
@@ -109,7 +107,7 @@ def pair(args: argparse.Namespace) -> dict:
             "run": dict(max_steps=args.steps, checkpoint_every=args.steps, epochs=1000,
                         log_every=50),
         })  # fmt: skip
-        model, minutes = _train(recipe, args.work / "runs" / f"pair{suffix}")
+        model, minutes = _train(recipe, args.work / "runs" / f"pair{suffix}", args.reuse)
         row = {"pair": use_pair, "steps": args.steps, "train_minutes": round(minutes, 2)}
         for split in ("test", "test-long"):
             row[split] = _metrics(model, root / f"{split}{suffix}.jsonl")
@@ -138,7 +136,7 @@ def pen(args: argparse.Namespace) -> dict:
         "run": dict(max_steps=args.steps, checkpoint_every=max(args.steps // 4, 1), epochs=1000,
                     log_every=50),
     })  # fmt: skip
-    model, minutes = _train(recipe, args.work / "runs" / "pen")
+    model, minutes = _train(recipe, args.work / "runs" / "pen", args.reuse)
     return {"task": "pen", "command": " ".join(sys.argv), "steps": args.steps,
             "train_minutes": round(minutes, 2),
             "test": _metrics(model, root / "test.jsonl"),
@@ -265,7 +263,8 @@ def uea(args: argparse.Namespace) -> dict:
     """Per dataset: each candidate trained on 80 % of TRAIN and scored on the other 20 %; the
     best (accuracy, or RMSE for regression) trained again on all of TRAIN with --seeds seeds,
     their predictions on TEST averaged (and each seed's own score reported)."""
-    results = []
+    report = {"task": "uea", "command": " ".join(sys.argv), "steps": args.steps, "results": []}
+    results = report["results"]
     for name in args.datasets or UEA + TSER:
         root = args.work / "uea" / name
         if not (root / "test.jsonl").is_file():
@@ -281,13 +280,13 @@ def uea(args: argparse.Namespace) -> dict:
             if args.candidates and candidate not in args.candidates:
                 continue
             recipe = _uea_recipe(root, "fit", encoder, args.steps, longest, task)
-            model, _ = _train(recipe, runs / candidate)
+            model, _ = _train(recipe, runs / candidate, args.reuse)
             chosen[candidate] = _metrics(model, root / "valid.jsonl")[metric]
         best = max(chosen, key=lambda c: sign * chosen[c])
         models = []
         for seed in range(args.seeds):
             recipe = _uea_recipe(root, "train", CANDIDATES[best], args.steps, longest, task, seed)
-            models.append(_train(recipe, runs / f"final-{best}-seed{seed}")[0])
+            models.append(_train(recipe, runs / f"final-{best}-seed{seed}", args.reuse)[0])
         ensemble, single = _ensemble(models, root / "test.jsonl", task)
         results.append({"dataset": name, "task": task, f"valid_{metric}": chosen,
                         "chosen": best, "seeds": args.seeds, f"test_{metric}": ensemble[metric],
@@ -295,11 +294,9 @@ def uea(args: argparse.Namespace) -> dict:
                         "longest": longest,
                         "minutes": round((time.perf_counter() - start) / 60, 2)})  # fmt: skip
         print(json.dumps(results[-1]), flush=True)
-        partial = {"task": "uea", "command": " ".join(sys.argv), "steps": args.steps,
-                   "results": results, "partial": True}  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(partial, indent=1) + "\n")  # each dataset as it ends
-    return {"task": "uea", "command": " ".join(sys.argv), "steps": args.steps, "results": results}
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # each dataset as it ends
+        args.out.write_text(json.dumps({**report, "partial": True}, indent=1) + "\n")
+    return report
 
 
 # -- export: sizes, batch-1 latency and parity of the trained models -----------------------------
@@ -381,8 +378,6 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="score the runs under --work, not train them again")  # fmt: skip
     args = parser.parse_args()
-    global REUSE
-    REUSE = args.reuse
     torch.set_num_threads(2)
     result = {"pair": pair, "pen": pen, "uea": uea, "export": export}[args.what](args)
     result["date"] = time.strftime("%Y-%m-%d")

@@ -103,7 +103,6 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: predictions are written as .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         try:
             import pyarrow as pa

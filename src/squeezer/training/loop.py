@@ -139,6 +139,11 @@ class TrainingLoop(ABC):
         `skipped`) and the report of dropped data (its `dropped` counts per reason)."""
 
     @abstractmethod
+    def _count_skipped(self, batch: Any) -> None:
+        """Add the batch's unreadable items to `self.state.skipped`, per reason (this rank's;
+        summed over ranks at the end)."""
+
+    @abstractmethod
     def _augmenter(self) -> Any:
         """What `_loss` augments a batch with, or None."""
 
@@ -401,11 +406,6 @@ class TrainingLoop(ABC):
             if self._should_stop():
                 return True
         return False
-
-    def _count_skipped(self, batch: Any) -> None:
-        """Count the batch's unreadable cuts per reason (this rank's; summed at the end)."""
-        for _, _, reason, _ in batch.skipped:
-            self.state.skipped[reason] = self.state.skipped.get(reason, 0) + 1
 
     def _release(self) -> None:
         """Let the frozen part train from the next step on (every rank at the same step)."""

@@ -67,6 +67,11 @@ class Trainer(TrainingLoop):
         spec_augment = self.config.spec_augment
         return SpecAugment(spec_augment) if spec_augment else None
 
+    def _count_skipped(self, batch: AsrBatch) -> None:
+        """Count the batch's unreadable cuts per reason (this rank's; summed at the end)."""
+        for _, _, reason, _ in batch.skipped:
+            self.state.skipped[reason] = self.state.skipped.get(reason, 0) + 1
+
     def _loss(self, batch: AsrBatch) -> torch.Tensor:
         """The batch's loss, a float32 scalar."""
         return step_parts.ctc_loss(self.ddp, batch, self.augment)

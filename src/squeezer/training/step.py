@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from squeezer.nn import losses as nn_losses
+from squeezer.training.recipe import TrainConfig
 
 if TYPE_CHECKING:  # the speech stack: the loop that imports this module runs without it
     from squeezer.data.dataset import AsrBatch
     from squeezer.features import SpecAugment
-    from squeezer.training.recipe import TrainConfig
 
 __all__ = ["BufferSnapshot", "autocast", "ctc_loss"]
 
